@@ -1,0 +1,1 @@
+"""YAML presets shipped with hit-decoder (decoders, training runs, taming-format model files)."""
