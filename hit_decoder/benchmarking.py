@@ -1,0 +1,170 @@
+"""Side-by-side decoder measurements: taming's CNN decoder against the HiT presets.
+
+Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md) and by ``hit-decoder demo``.
+Every number is measured in the run that reports it: parameters by counting, FLOPs with
+:mod:`torch.utils.flop_counter` on the real input, throughput by timing ``decoder(z)`` under
+``torch.no_grad`` on this machine's CPU, and peak memory as the rise of the process's peak
+resident set size (Linux ``VmHWM``, reset through ``/proc/self/clear_refs``) during one decode,
+each in a fresh subprocess so that one measurement cannot inherit another's allocations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .fileio import atomic_path
+
+__all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "measure", "markdown_table", "update_section"]
+
+#: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
+TAMING_F16_DDCONFIG = dict(
+    double_z=False, z_channels=256, resolution=256, in_channels=3, out_ch=3, ch=128,
+    ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0,
+)
+CNN_NAME = "taming-cnn-f16"
+
+
+@dataclass
+class DecodeResult:
+    model: str
+    size: int
+    params_m: float
+    gflops: float
+    seconds: float
+    images_per_s: float
+    peak_mem_mb: float | None
+
+
+def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
+    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name."""
+    torch.manual_seed(seed)
+    if name == CNN_NAME:
+        import hit_decoder.adapters  # noqa: F401  (taming import shims)
+        from taming.modules.diffusionmodules.model import Decoder
+
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
+            return Decoder(**TAMING_F16_DDCONFIG).eval()
+    from . import create_decoder
+
+    return create_decoder(name).eval()
+
+
+def _factor(model: torch.nn.Module) -> int:
+    return getattr(model, "downsample_factor", 2 ** (len(TAMING_F16_DDCONFIG["ch_mult"]) - 1))
+
+
+def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:
+    f = _factor(model)
+    return torch.randn(1, 256, size // f, size // f, generator=torch.Generator().manual_seed(1))
+
+
+def _time_decode(model, z, min_repeats: int, min_seconds: float) -> float:
+    with torch.no_grad():
+        model(z)  # warm-up
+        times = []
+        start = time.perf_counter()
+        while len(times) < min_repeats or (time.perf_counter() - start) < min_seconds:
+            t0 = time.perf_counter()
+            model(z)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _vm_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def peak_memory_mb(name: str, size: int) -> float | None:
+    """Rise of the peak RSS during one ``no_grad`` decode, measured in a fresh subprocess."""
+    if not Path("/proc/self/clear_refs").exists():
+        return None
+    code = (
+        "import sys, json; from hit_decoder.benchmarking import _peak_in_this_process as f;"
+        f"print(json.dumps(f({name!r}, {size})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_in_this_process(name: str, size: int) -> float:
+    import gc
+
+    model = build_decoder(name)
+    with torch.no_grad():  # warm-up at the smallest size: lazy library/thread-pool set-up is not counted
+        model(_latent(model, _factor(model)))
+    z = _latent(model, size)
+    gc.collect()
+    base = _vm_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    with torch.no_grad():
+        out = model(z)
+    del out
+    return (_vm_kb("VmHWM") - base) / 1024
+
+
+def measure(names: list[str], sizes: list[int], *, min_repeats: int = 2, min_seconds: float = 2.0,
+            memory: bool = True, log=print) -> list[DecodeResult]:
+    results = []
+    for name in names:
+        model = build_decoder(name)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        for size in sizes:
+            z = _latent(model, size)
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                model(z)
+            secs = _time_decode(model, z, min_repeats, min_seconds)
+            mem = peak_memory_mb(name, size) if memory else None
+            r = DecodeResult(name, size, params, counter.get_total_flops() / 1e9, secs, 1.0 / secs, mem)
+            log(json.dumps(asdict(r)))
+            results.append(r)
+    return results
+
+
+def markdown_table(results: list[DecodeResult]) -> str:
+    base = {r.size: r for r in results if r.model == CNN_NAME}
+    lines = [
+        "| decoder | output | params (M) | GFLOPs | FLOPs vs CNN | s / image | images/s | speed vs CNN | peak MB | memory vs CNN |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        b = base.get(r.size)
+        ratio = lambda a, c: f"{a / c:.3f}" if (a is not None and c) else "–"  # noqa: E731
+        mem = f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else "–"
+        lines.append(
+            f"| {r.model} | {r.size}² | {r.params_m:.2f} | {r.gflops:.1f} | {ratio(r.gflops, b and b.gflops)} | "
+            f"{r.seconds:.3f} | {r.images_per_s:.2f} | {ratio(r.images_per_s, b and b.images_per_s)}× | {mem} | "
+            f"{ratio(r.peak_mem_mb, b and b.peak_mem_mb)} |"
+        )
+    return "\n".join(lines)
+
+
+def update_section(path: str | os.PathLike, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
+    (appending the section if absent), atomically; other sections are left as they are."""
+    path = Path(path)
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

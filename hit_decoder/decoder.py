@@ -1,0 +1,238 @@
+"""The HiT decoder: quantized latent grid ``(B, z_channels, h, w)`` -> image ``(B, 3, h f, w f)``.
+
+Architecture after HiT (Zhao et al., "Improved Transformer for High-Resolution GANs", NeurIPS
+2021), adapted to VQGAN latents (see the README, "Decoder design"):
+
+* stage ``i`` runs at ``2**i`` x the latent resolution; stage 0 embeds the code vectors themselves;
+* every stage opens with a cross-attention self-modulation block whose keys/values are the latent
+  code tokens in a small window around each pixel's own code (HiT used 16 noise tokens);
+* low-resolution stages use multi-axis blocked self-attention (regional + dilated heads,
+  multi-query K/V); high-resolution stages are MLP-only;
+* between stages: depth-to-space x2 (C -> C/4) then a linear layer to the next width;
+* MLP-only stages (and always the last) emit RGB through LayerNorm + linear; the RGB maps are
+  summed across stages with nearest x2 upsampling. No tanh. LayerNorm, GELU, pre-norm residuals.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HiTDecoderConfig
+from .layers import LatentCrossAttention, Mlp, MultiAxisAttention
+
+__all__ = ["HiTDecoder", "depth_to_space"]
+
+
+def depth_to_space(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last pixel shuffle x2: ``(B, H, W, C) -> (B, 2H, 2W, C/4)`` (same channel order as
+    :func:`torch.nn.functional.pixel_shuffle`)."""
+    B, H, W, C = x.shape
+    x = x.view(B, H, W, C // 4, 2, 2).permute(0, 1, 4, 2, 5, 3)  # (B, H, 2, W, 2, C/4)
+    return x.reshape(B, 2 * H, 2 * W, C // 4)
+
+
+def _row_bands(x: torch.Tensor, chunk: int, unit: int = 1):
+    """Row slices of ``x (B, H, W, C)`` holding about ``chunk`` tokens each, in multiples of
+    ``unit`` rows (inference-time chunking of per-token work; results are identical)."""
+    B, H, W, _ = x.shape
+    rows = max(unit, (chunk // max(1, B * W * unit)) * unit)
+    return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
+
+
+def _chunking(x: torch.Tensor, chunk: int) -> bool:
+    return not torch.is_grad_enabled() and x.numel() // x.shape[-1] > chunk
+
+
+def _tokenwise(fn, x: torch.Tensor, out_dim: int, chunk: int) -> torch.Tensor:
+    """``fn(x)`` for a per-token ``fn``; without autograd, evaluated over row bands into one
+    output buffer so no full-size intermediate of ``fn`` exists at once."""
+    if not _chunking(x, chunk):
+        return fn(x)
+    out = x.new_empty(*x.shape[:-1], out_dim)
+    for band in _row_bands(x, chunk):
+        out[:, band] = fn(x[:, band])
+    return out
+
+
+def _residual_mlp(x: torch.Tensor, norm: nn.LayerNorm, mlp: Mlp, chunk: int) -> torch.Tensor:
+    """``x + mlp(norm(x))``; without autograd, added in place band by band."""
+    if not _chunking(x, chunk):
+        return x + mlp(norm(x))
+    for band in _row_bands(x, chunk):
+        x[:, band] += mlp(norm(x[:, band]))
+    return x
+
+
+class _AttentionBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, block: int, grid: int, cfg: HiTDecoderConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = MultiAxisAttention(dim, heads, block, grid)
+        self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = Mlp(dim, cfg.mlp_ratio)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, chunk: int) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), valid)  # (B, H, W, C)
+        return _residual_mlp(x, self.norm2, self.mlp, chunk)  # (B, H, W, C)
+
+
+class _MlpBlock(nn.Module):
+    def __init__(self, dim: int, cfg: HiTDecoderConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.mlp = Mlp(dim, cfg.mlp_ratio)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, chunk: int) -> torch.Tensor:
+        return _residual_mlp(x, self.norm, self.mlp, chunk)  # (B, H, W, C)
+
+
+class _CrossBlock(nn.Module):
+    """Cross-attention self-modulation block (queries: image tokens; keys/values: latent codes).
+
+    Attention only: the MLP that follows it is the first block of the stage (every stage has at
+    least one), which saves one per-pixel MLP per stage — most of the cost at high resolution.
+    """
+
+    def __init__(self, dim: int, heads: int, scale: int, cfg: HiTDecoderConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
+        self.attn = LatentCrossAttention(dim, cfg.latent_dim, heads, scale, cfg.cross_window)
+
+    def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
+        if not _chunking(x, chunk):
+            return x + self.attn(self.norm(x), latent)  # (B, H, W, C)
+        s = self.attn.scale
+        k, v, mask = self.attn.keys(latent)  # (B, h, w, k2, dh) x2, (h, w, k2)
+        for band in _row_bands(x, chunk, unit=s):  # bands of whole code rows, updated in place
+            rows = slice(band.start // s, -(-band.stop // s))
+            x[:, band] += self.attn.attend(self.norm(x[:, band]), k[:, rows], v[:, rows], mask[rows])
+        return x  # (B, H, W, C)
+
+
+class _Stage(nn.Module):
+    def __init__(self, cfg: HiTDecoderConfig, i: int) -> None:
+        super().__init__()
+        dim, heads = cfg.channels[i], cfg.heads[i]
+        in_dim = cfg.z_channels if i == 0 else cfg.channels[i - 1] // 4
+        self.scale = 2**i
+        self.embed = nn.Linear(in_dim, dim)
+        self.cross = _CrossBlock(dim, heads, self.scale, cfg)
+        if cfg.is_attention_stage(i):
+            b, d = cfg.block_size[i], cfg.dilation_grid[i]
+            self.multiple = b * d
+            self.blocks = nn.ModuleList(_AttentionBlock(dim, heads, b, d, cfg) for _ in range(cfg.depths[i]))
+        else:
+            self.multiple = 1
+            self.blocks = nn.ModuleList(_MlpBlock(dim, cfg) for _ in range(cfg.depths[i]))
+        self.to_rgb = None
+        if cfg.has_rgb_head(i):
+            self.to_rgb = nn.Sequential(nn.LayerNorm(dim, eps=cfg.norm_eps), nn.Linear(dim, cfg.out_channels))
+
+    def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
+        x = _tokenwise(self.embed, x, self.embed.out_features, chunk)  # (B, H, W, C)
+        x = self.cross(x, latent, chunk)  # (B, H, W, C)
+        B, H, W, C = x.shape
+        m = self.multiple
+        Hp, Wp = -(-H // m) * m, -(-W // m) * m
+        valid = None
+        if (Hp, Wp) != (H, W):
+            x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))  # (B, Hp, Wp, C)
+            valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
+            valid[:H, :W] = True
+        for blk in self.blocks:
+            x = blk(x, valid, chunk)  # (B, Hp, Wp, C)
+        return x[:, :H, :W] if valid is not None else x  # (B, H, W, C)
+
+
+class HiTDecoder(nn.Module):
+    """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
+
+    def __init__(self, config: HiTDecoderConfig) -> None:
+        super().__init__()
+        if not isinstance(config, HiTDecoderConfig):
+            raise TypeError(
+                f"HiTDecoder expects a HiTDecoderConfig, got {type(config).__name__}; "
+                "use hit_decoder.create_decoder(name_or_dict) to build from a preset or a dict"
+            )
+        self.config = config
+        self.latent_embed = nn.Linear(config.z_channels, config.latent_dim)
+        self.latent_norm = nn.LayerNorm(config.latent_dim, eps=config.norm_eps)
+        self.stages = nn.ModuleList(_Stage(config, i) for i in range(config.num_stages))
+        self.init_weights()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def z_channels(self) -> int:
+        return self.config.z_channels
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.config.downsample_factor
+
+    def get_last_layer(self) -> torch.Tensor:
+        """Weight of the final to-RGB linear layer (taming's adaptive GAN weight uses it)."""
+        return self.stages[-1].to_rgb[-1].weight
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that should be excluded from weight decay (relative-position biases)."""
+        return {n for n, _ in self.named_parameters() if n.endswith("_bias") or n.endswith("attn.bias")}
+
+    # ------------------------------------------------------------------ init
+    def init_weights(self) -> None:
+        """Every special case of initialisation lives here: truncated normal (std ``init_std``)
+        for linear weights and relative-position tables, zero biases, unit LayerNorms."""
+        std = self.config.init_std
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, (MultiAxisAttention, LatentCrossAttention)):
+                for p in (module.regional_bias, module.dilated_bias) if isinstance(
+                    module, MultiAxisAttention
+                ) else (module.bias,):
+                    nn.init.trunc_normal_(p, std=std, a=-2 * std, b=2 * std)
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, z: torch.Tensor) -> None:
+        if not isinstance(z, torch.Tensor):
+            raise ValueError(f"HiTDecoder expects a torch.Tensor, got {type(z).__name__}")
+        if z.ndim != 4:
+            raise ValueError(
+                f"HiTDecoder expects z of shape (B, {self.z_channels}, h, w) (rank 4), got rank "
+                f"{z.ndim} with shape {tuple(z.shape)}"
+            )
+        if z.shape[1] != self.z_channels:
+            raise ValueError(
+                f"HiTDecoder expects {self.z_channels} latent channels (z_channels), got {z.shape[1]} "
+                f"in shape {tuple(z.shape)}; pass the output of post_quant_conv, or build the decoder "
+                f"with z_channels={z.shape[1]}"
+            )
+        if min(z.shape[2:]) < 1 or z.shape[0] < 1:
+            raise ValueError(f"HiTDecoder got an empty latent grid of shape {tuple(z.shape)}")
+        if not z.is_floating_point():
+            raise ValueError(f"HiTDecoder expects a floating point latent, got dtype {z.dtype}")
+        if not z.is_meta and not torch.isfinite(z).all():
+            raise ValueError("HiTDecoder got non-finite values (NaN or inf) in z; expected finite latents")
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``."""
+        self._check_input(z)
+        chunk = self.config.inference_chunk_tokens
+        z = z.permute(0, 2, 3, 1)  # (B, h, w, z_channels)
+        latent = self.latent_norm(self.latent_embed(z))  # (B, h, w, latent_dim)
+        x, rgb = z, None
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = depth_to_space(x)  # (B, H, W, C_prev/4)
+            x = stage(x, latent, chunk)  # (B, H, W, C_i)
+            if rgb is not None:
+                rgb = F.interpolate(rgb, scale_factor=2, mode="nearest")  # (B, 3, H, W)
+            if stage.to_rgb is not None:
+                out = _tokenwise(stage.to_rgb, x, self.config.out_channels, chunk).permute(0, 3, 1, 2)  # (B, 3, H, W)
+                rgb = out if rgb is None else rgb + out
+        return rgb.contiguous()  # (B, 3, h f, w f)

@@ -1,0 +1,83 @@
+"""Self-describing decoder files: safetensors weights with the config in the metadata, so the file
+alone rebuilds the model. Writes are atomic; reads check the format and load strictly."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import HiTDecoderConfig
+from .decoder import HiTDecoder
+from .fileio import atomic_path
+
+__all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "FORMAT_DECODER"]
+
+FORMAT_DECODER = "hit-decoder/decoder"
+_FORMAT_VERSION = "1"
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove DDP ``module.`` and ``torch.compile`` ``_orig_mod.`` prefixes (in any order/number)."""
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _WRAPPER_PREFIXES:
+                if key.startswith(p):
+                    key, changed = key[len(p):], True
+        out[key] = value
+    return out
+
+
+def save_decoder(decoder: HiTDecoder, path: str | os.PathLike) -> Path:
+    """Write ``decoder`` (config + weights) to ``path`` (``.safetensors``) atomically."""
+    if not isinstance(decoder, HiTDecoder):
+        raise TypeError(f"save_decoder expects a HiTDecoder, got {type(decoder).__name__}")
+    state = {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(decoder.state_dict()).items()}
+    meta = {"format": FORMAT_DECODER, "version": _FORMAT_VERSION, "config": json.dumps(decoder.config.to_dict())}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return path
+
+
+def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors + metadata of a hit-decoder safetensors file, with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupt — "
+            "re-export or re-download it"
+        ) from exc
+    if meta.get("format") != expected_format:
+        raise ValueError(
+            f"{path} is not a {expected_format} file (its metadata format is {meta.get('format')!r}); "
+            "save it with the matching hit_decoder function"
+        )
+    return state, meta
+
+
+def load_decoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> HiTDecoder:
+    """Rebuild a decoder saved by :func:`save_decoder` (strict: every weight must match)."""
+    state, meta = read_safetensors(path, FORMAT_DECODER)
+    config = HiTDecoderConfig.from_dict(json.loads(meta["config"]))
+    decoder = HiTDecoder(config)
+    missing, unexpected = decoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match its config; missing keys {missing}, unexpected keys {unexpected}")
+    return decoder.to(map_location)

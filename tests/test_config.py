@@ -1,0 +1,109 @@
+"""Configs, presets, registry, self-describing files, CLI listing."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from hit_decoder import (
+    HiTDecoderConfig,
+    create_decoder,
+    get_decoder_config,
+    list_decoders,
+    load_decoder,
+    load_decoder_config,
+    save_decoder,
+)
+from hit_decoder.cli import main as cli_main
+
+TINY = dict(z_channels=4, channels=[16, 8], depths=[1, 1], heads=[2, 2], num_attention_stages=1,
+            block_size=[2], dilation_grid=[2])
+
+
+def test_presets_exist_and_are_shipped_as_yaml():
+    names = list_decoders()
+    assert {"hit-s-f16", "hit-b-f16", "hit-b-f8"} <= set(names)
+    root = resources.files("hit_decoder.configs") / "decoders"
+    for name in names:
+        data = OmegaConf.to_container(OmegaConf.load(str(root / f"{name}.yaml")))
+        assert get_decoder_config(name) == HiTDecoderConfig.from_dict(data)
+    assert get_decoder_config("hit-b-f16").downsample_factor == 16
+    assert get_decoder_config("hit-b-f16").z_channels == 256
+    assert get_decoder_config("hit-b-f8").downsample_factor == 8
+
+
+def test_unknown_key_raises_naming_the_key(tmp_path):
+    with pytest.raises(ValueError, match="chanels"):
+        HiTDecoderConfig.from_dict({**TINY, "chanels": [1]})
+    with pytest.raises(ValueError, match="dephts"):
+        create_decoder("hit-s-f16", dephts=(1,))
+    path = tmp_path / "bad.yaml"
+    path.write_text("z_channels: 4\nblock_sise: [2]\n")
+    with pytest.raises(ValueError, match="block_sise"):
+        load_decoder_config(path)
+    with pytest.raises(ValueError, match="unknown decoder preset 'hit-xl'.*hit-b-f16"):
+        get_decoder_config("hit-xl")
+
+
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(depths=[1]), "depths has 1 entries"),
+        (dict(channels=[18, 8], heads=[3, 2]), "heads must be even"),
+        (dict(channels=[18, 8], heads=[4, 2]), "positive multiple of heads"),
+        (dict(block_size=[2, 2]), "one per attention stage"),
+        (dict(cross_window=2), "odd"),
+    ],
+)
+def test_inconsistent_config_is_rejected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        HiTDecoderConfig.from_dict({**TINY, **bad})
+
+
+def test_config_round_trips_through_dict_and_yaml(tmp_path):
+    cfg = HiTDecoderConfig.from_dict(TINY)
+    assert HiTDecoderConfig.from_dict(cfg.to_dict()) == cfg
+    path = tmp_path / "dec.yaml"
+    OmegaConf.save(OmegaConf.create(cfg.to_dict()), path)
+    assert load_decoder_config(path) == cfg
+    assert load_decoder_config(OmegaConf.create(TINY)) == cfg
+
+
+def test_save_and_load_decoder_bit_exact(tmp_path):
+    torch.manual_seed(0)
+    dec = create_decoder(TINY).eval()
+    path = save_decoder(dec, tmp_path / "d.safetensors")
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary left behind
+    back = load_decoder(path).eval()
+    assert back.config == dec.config
+    for (k, a), (k2, b) in zip(dec.state_dict().items(), back.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    z = torch.randn(1, 4, 3, 5)
+    with torch.no_grad():
+        assert torch.equal(dec(z), back(z))
+
+
+def test_load_decoder_rejects_truncated_and_foreign_files(tmp_path):
+    path = save_decoder(create_decoder(TINY), tmp_path / "d.safetensors")
+    data = path.read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_decoder(tmp_path / "cut.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not a hit-decoder/decoder file"):
+        load_decoder(tmp_path / "other.safetensors")
+    with pytest.raises(FileNotFoundError):
+        load_decoder(tmp_path / "missing.safetensors")
+
+
+def test_cli_lists_presets_with_params_and_gflops(capsys):
+    assert cli_main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in list_decoders():
+        assert name in out
+    assert "GFLOPs" in out

@@ -1,0 +1,238 @@
+"""HiT decoder: partitions, attention against dense masked references, shapes, gradients, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hit_decoder import HiTDecoder, HiTDecoderConfig, create_decoder, list_decoders
+from hit_decoder.flops import count_flops
+from hit_decoder.layers import (
+    LatentCrossAttention,
+    MultiAxisAttention,
+    block_partition,
+    block_unpartition,
+    dilated_partition,
+    dilated_unpartition,
+)
+
+TINY = dict(
+    z_channels=8, channels=(32, 16, 16), depths=(1, 1, 1), heads=(2, 2, 2),
+    num_attention_stages=2, block_size=(2, 2), dilation_grid=(2, 2),
+)
+
+
+def tiny(**kw) -> HiTDecoder:
+    torch.manual_seed(0)
+    return HiTDecoder(HiTDecoderConfig(**{**TINY, **kw}))
+
+
+# ----------------------------------------------------------------------------- partitions
+@pytest.mark.parametrize("H,W,b,d", [(8, 8, 2, 2), (12, 24, 3, 2), (16, 8, 4, 2), (6, 6, 3, 1)])
+def test_partition_round_trips(H, W, b, d):
+    x = torch.randn(2, H, W, 5)
+    assert torch.equal(block_unpartition(block_partition(x, b), b, H, W), x)
+    assert torch.equal(dilated_unpartition(dilated_partition(x, b, d), b, d, H, W), x)
+
+
+def test_partition_groups_have_the_documented_members():
+    H, W, b, d = 12, 24, 3, 2
+    ii, jj = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    coords = torch.stack([ii, jj], -1).unsqueeze(0).float()  # (1, H, W, 2)
+    for g in block_partition(coords, b):  # every block: same block index, b*b distinct tokens
+        assert len({(int(r) // b, int(c) // b) for r, c in g}) == 1 and len(g) == b * b
+    for g in dilated_partition(coords, b, d):  # same in-block offset, same super-window, stride b
+        rows, cols = g[:, 0].long(), g[:, 1].long()
+        assert len(set((rows % b).tolist())) == 1 and len(set((cols % b).tolist())) == 1
+        assert len(set((rows // (b * d)).tolist())) == 1 and len(set((cols // (b * d)).tolist())) == 1
+        assert len({(int(r), int(c)) for r, c in zip(rows, cols)}) == d * d
+
+
+def test_partition_rejects_sizes_that_are_not_multiples():
+    with pytest.raises(AssertionError, match="not a multiple"):
+        block_partition(torch.randn(1, 6, 8, 2), 4)
+    with pytest.raises(AssertionError, match="block\\*grid"):
+        dilated_partition(torch.randn(1, 8, 8, 2), 2, 3)
+
+
+# ----------------------------------------------------------------------------- references
+def _dense_attention(q, k, v, bias, allowed):
+    """q (heads, N, dh), k/v (N, dh) shared by all heads, bias (heads, N, M), allowed (heads, N, M)."""
+    scores = q @ k.T / math.sqrt(q.shape[-1]) + bias
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return scores.softmax(-1) @ v  # (heads, N, dh)
+
+
+def test_multi_axis_attention_equals_dense_masked_attention():
+    torch.manual_seed(1)
+    b, d, heads, C = 2, 3, 4, 16
+    H, W = 12, 6  # multiples of b*d = 6
+    attn = MultiAxisAttention(C, heads, b, d).double()
+    with torch.no_grad():
+        attn.regional_bias.normal_()
+        attn.dilated_bias.normal_()
+    x = torch.randn(1, H, W, C, dtype=torch.float64)
+    valid = torch.ones(H, W, dtype=torch.bool)
+    valid[:, 5:] = False  # a padded column: never attended to
+    valid[10:, :] = False
+    out = attn(x, valid)[0]  # (H, W, C)
+
+    # Independent dense reference: every token against every token with explicit masks.
+    pos = [(i, j) for i in range(H) for j in range(W)]
+    r = torch.tensor([p[0] for p in pos])
+    c = torch.tensor([p[1] for p in pos])
+    same_block = ((r[:, None] // b) == (r[None] // b)) & ((c[:, None] // b) == (c[None] // b))
+    same_super = ((r[:, None] // (b * d)) == (r[None] // (b * d))) & ((c[:, None] // (b * d)) == (c[None] // (b * d)))
+    same_offset = ((r[:, None] % b) == (r[None] % b)) & ((c[:, None] % b) == (c[None] % b))
+    key_ok = valid.flatten()[None, :]
+    # relative offsets -> table entries, computed from coordinates (not from the module's index)
+    reg_idx = ((r[:, None] % b) - (r[None] % b) + b - 1) * (2 * b - 1) + ((c[:, None] % b) - (c[None] % b) + b - 1)
+    gr, gc = (r // b) % d, (c // b) % d
+    dil_idx = (gr[:, None] - gr[None] + d - 1) * (2 * d - 1) + (gc[:, None] - gc[None] + d - 1)
+    reg_idx = torch.where(same_block, reg_idx, torch.zeros_like(reg_idx))
+    dil_idx = torch.where(same_super & same_offset, dil_idx, torch.zeros_like(dil_idx))
+
+    tokens = x[0].reshape(H * W, C)
+    q = attn.q(tokens).view(H * W, heads, C // heads).transpose(0, 1)  # (heads, N, dh)
+    k, v = attn.kv(tokens).chunk(2, -1)
+    half = heads // 2
+    reg = _dense_attention(q[:half], k, v, attn.regional_bias[:, reg_idx], (same_block & key_ok).expand(half, -1, -1))
+    dil = _dense_attention(q[half:], k, v, attn.dilated_bias[:, dil_idx], (same_super & same_offset & key_ok).expand(half, -1, -1))
+    ref = attn.proj(torch.cat([reg, dil], 0).transpose(0, 1).reshape(H * W, C)).view(H, W, C)
+    assert torch.isfinite(out).all()  # fully padded groups stay finite (outputs there are cropped)
+    torch.testing.assert_close(out[valid], ref[valid], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("h,w,s,k", [(3, 4, 2, 3), (2, 5, 4, 3), (4, 4, 1, 5)])
+def test_latent_cross_attention_equals_masked_dense_cross_attention(h, w, s, k):
+    torch.manual_seed(2)
+    C, Cl, heads = 12, 6, 3
+    attn = LatentCrossAttention(C, Cl, heads, s, k).double()
+    with torch.no_grad():
+        attn.bias.normal_()
+    x = torch.randn(2, h * s, w * s, C, dtype=torch.float64)
+    lat = torch.randn(2, h, w, Cl, dtype=torch.float64)
+    out = attn(x, lat)
+    k_, v_, m_ = attn.keys(lat)  # a band of code rows gives the same rows of the output
+    band = attn.attend(x[:, s : 2 * s], k_[:, 1:2], v_[:, 1:2], m_[1:2]) if h > 1 else out[:, :s]
+    torch.testing.assert_close(band, out[:, s : 2 * s] if h > 1 else out[:, :s])
+
+    # dense reference: each pixel against every latent token, masked to the k x k window
+    qi, qj = torch.meshgrid(torch.arange(h * s), torch.arange(w * s), indexing="ij")
+    qi, qj = qi.flatten(), qj.flatten()
+    li, lj = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    li, lj = li.flatten(), lj.flatten()
+    di = li[None] - (qi[:, None] // s)
+    dj = lj[None] - (qj[:, None] // s)
+    rad = k // 2
+    allowed = (di.abs() <= rad) & (dj.abs() <= rad)  # (Npix, Nlat)
+    bias_idx_q = (qi % s) * s + (qj % s)  # position inside the cell
+    bias_idx_k = ((di + rad) * k + (dj + rad)).clamp(0, k * k - 1)
+    for bi in range(2):
+        q = attn.q(x[bi].reshape(-1, C)).view(-1, heads, C // heads).transpose(0, 1)
+        kk, vv = attn.kv(lat[bi].reshape(-1, Cl)).chunk(2, -1)
+        bias = attn.bias[:, bias_idx_q[:, None], bias_idx_k]  # (heads, Npix, Nlat)
+        o = _dense_attention(q, kk, vv, bias, allowed.expand(heads, -1, -1))
+        ref = attn.proj(o.transpose(0, 1).reshape(-1, C)).view(h * s, w * s, C)
+        torch.testing.assert_close(out[bi], ref, rtol=1e-10, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------- decoder
+@pytest.mark.parametrize("h,w", [(1, 1), (3, 5), (7, 2), (9, 4), (5, 13)])
+def test_output_shapes_any_grid(h, w):
+    dec = tiny().eval()
+    with torch.no_grad():
+        out = dec(torch.randn(2, 8, h, w))
+    assert out.shape == (2, 3, h * 4, w * 4)
+    assert torch.isfinite(out).all()
+
+
+def test_padding_content_never_reaches_valid_tokens():
+    torch.manual_seed(3)
+    attn = MultiAxisAttention(8, 2, 2, 2)
+    valid = torch.zeros(8, 8, dtype=torch.bool)
+    valid[:5, :7] = True
+    x = torch.randn(1, 8, 8, 8)
+    y = x.clone()
+    y[:, 5:] = torch.randn_like(y[:, 5:]) * 100  # different garbage in the padded rows/cols
+    y[:, :, 7:] = -50
+    a, b = attn(x, valid), attn(y, valid)
+    torch.testing.assert_close(a[:, :5, :7], b[:, :5, :7])
+
+
+def test_eval_determinism_and_batch_independence():
+    dec = tiny().eval()
+    z = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        a = dec(z)
+        b = dec(z.clone())
+    assert torch.equal(a, b)
+    # LayerNorm is per token: nothing mixes samples of a batch
+    z2 = torch.randn(3, 8, 5, 5)
+    z2[1] = z[0]
+    with torch.no_grad():
+        torch.testing.assert_close(dec(z2)[1], a[0], rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_inference_matches_unchunked():
+    dec = tiny().eval()
+    chunked = HiTDecoder(dec.config.replace(inference_chunk_tokens=7)).eval()
+    chunked.load_state_dict(dec.state_dict())
+    z = torch.randn(1, 8, 6, 7)
+    with torch.no_grad():
+        torch.testing.assert_close(chunked(z), dec(z), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list_decoders())
+def test_every_parameter_of_every_preset_gets_a_gradient(name):
+    dec = create_decoder(name)
+    cfg = dec.config
+    side = max(b * d for b, d in zip(cfg.block_size, cfg.dilation_grid)) if cfg.block_size else 4
+    torch.manual_seed(0)
+    z = torch.randn(1, cfg.z_channels, side, side)
+    out = dec(z)
+    assert out.shape == (1, 3, side * cfg.downsample_factor, side * cfg.downsample_factor)
+    out.square().mean().backward()
+    missing = [n for n, p in dec.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"parameters without gradient: {missing}"
+    assert dec.get_last_layer() is dec.stages[-1].to_rgb[-1].weight
+
+
+@pytest.mark.parametrize("name", list_decoders())
+def test_flops_grow_linearly_with_grid_area(name):
+    dec = create_decoder(name)
+    small = count_flops(dec, (1, dec.z_channels, 16, 16))
+    large = count_flops(dec, (1, dec.z_channels, 64, 64))
+    assert large / small <= 17.6, f"{name}: FLOPs ratio 64x64 / 16x16 = {large / small:.2f}"
+
+
+def test_bad_input_raises_value_error_naming_expected_and_got():
+    dec = tiny()
+    with pytest.raises(ValueError, match=r"rank 4.*got rank 3"):
+        dec(torch.randn(8, 4, 4))
+    with pytest.raises(ValueError, match=r"expects 8 latent channels.*got 5"):
+        dec(torch.randn(1, 5, 4, 4))
+    z = torch.randn(1, 8, 4, 4)
+    z[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        dec(z)
+    with pytest.raises(ValueError, match="floating point"):
+        dec(torch.ones(1, 8, 4, 4, dtype=torch.long))
+
+
+def test_gradient_flows_to_latent():
+    dec = tiny()
+    z = torch.randn(1, 8, 3, 3, requires_grad=True)
+    dec(z).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_depth_to_space_matches_pixel_shuffle():
+    from hit_decoder.decoder import depth_to_space
+
+    x = torch.randn(2, 3, 5, 16)  # (B, H, W, C)
+    ref = F.pixel_shuffle(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+    assert torch.equal(depth_to_space(x), ref)
