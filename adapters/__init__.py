@@ -1,7 +1,65 @@
-"""taming-transformers integration for hit-decoder (the only code that imports ``taming``)."""
+"""taming-transformers integration for hit-decoder (the only code that imports ``taming``).
+
+Importing this package makes ``taming`` usable on today's torch / Lightning without the
+``transformers`` package (see ``_compat``), then provides:
+
+* :func:`load_vqgan` — a taming VQ model from its YAML/dict config and checkpoint, loaded safely
+  (``weights_only``) and strictly, without building the training loss;
+* :func:`swap_decoder` — replace its CNN decoder with a HiT decoder;
+* :class:`HiTVQModel` / :class:`HiTGumbelVQ` — taming model classes with a HiT decoder, for
+  taming-format YAMLs (``configs/taming/``) and Net2NetTransformer ``first_stage_config``;
+* :func:`decode_indices` / :func:`encode_indices` — between images and code grids;
+* :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
+  :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
+* :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading;
+  :func:`describe_checkpoint` — what a checkpoint holds.
+"""
 
 from ._compat import ensure_taming, top_k_top_p_filtering
 
 ensure_taming()
 
-__all__ = ["ensure_taming", "top_k_top_p_filtering"]
+from .checkpoints import (  # noqa: E402  (taming must be importable first)
+    UnsafeCheckpointError,
+    extract_state_dict,
+    first_stage_state,
+    load_checkpoint_state,
+    load_state_strict,
+    read_checkpoint,
+)
+from .codes import codebook_size, decode_indices, encode_indices  # noqa: E402
+from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
+from .inspection import describe_checkpoint, format_description  # noqa: E402
+from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
+from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
+from .swap import downsample_factor, swap_decoder  # noqa: E402
+
+__all__ = [
+    "ensure_taming",
+    "top_k_top_p_filtering",
+    "load_vqgan",
+    "load_checkpoint_state",
+    "read_checkpoint",
+    "extract_state_dict",
+    "first_stage_state",
+    "load_state_strict",
+    "UnsafeCheckpointError",
+    "swap_decoder",
+    "downsample_factor",
+    "resolve_decoder_config",
+    "decode_indices",
+    "encode_indices",
+    "codebook_size",
+    "HiTVQModel",
+    "HiTGumbelVQ",
+    "save_vqmodel",
+    "load_vqmodel",
+    "export_taming",
+    "FORMAT_VQMODEL",
+    "taming_config",
+    "resolve_model_config",
+    "build_vqmodel",
+    "TARGETS",
+    "describe_checkpoint",
+    "format_description",
+]

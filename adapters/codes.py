@@ -1,0 +1,58 @@
+"""Between images and code indices, for any taming VQ model (``VectorQuantizer2`` or
+``GumbelQuantize`` codebook, CNN or HiT decoder).
+
+Taming's ``VQModel.decode_code`` calls a quantizer method that does not exist, and
+``GumbelVQ.decode_code`` raises ``NotImplementedError``; :func:`decode_indices` is the working
+path: ``quantize.get_codebook_entry(flat_indices, shape=(B, h, w, embed_dim))`` then ``decode``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of"]
+
+
+def codebook_size(quantize: nn.Module) -> int:
+    """Number of valid code indices (after taming's optional ``remap``)."""
+    for attr in ("re_embed", "n_e", "n_embed"):
+        if hasattr(quantize, attr):
+            return int(getattr(quantize, attr))
+    raise ValueError(f"cannot tell the codebook size of {type(quantize).__name__}: expected a taming "
+                     "VectorQuantizer2 or GumbelQuantize")
+
+
+def embed_dim_of(quantize: nn.Module) -> int:
+    """Width of a code vector: ``e_dim`` (VectorQuantizer2) or ``embedding_dim`` (GumbelQuantize)."""
+    for attr in ("e_dim", "embedding_dim"):
+        if hasattr(quantize, attr):
+            return int(getattr(quantize, attr))
+    raise ValueError(f"cannot tell the code width of {type(quantize).__name__}: expected a taming "
+                     "VectorQuantizer2 or GumbelQuantize")
+
+
+def decode_indices(model: nn.Module, indices: torch.Tensor) -> torch.Tensor:
+    """Code indices ``(B, h, w)`` -> images ``(B, C, h f, w f)`` through ``model.decode``."""
+    if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
+        shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise ValueError(f"decode_indices expects code indices of shape (B, h, w), got {shape}; "
+                         "reshape flat indices to the latent grid first")
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise ValueError(f"decode_indices expects integer code indices, got dtype {indices.dtype}")
+    n = codebook_size(model.quantize)
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise ValueError(f"code indices must lie in [0, {n}) for this codebook, got values in "
+                         f"[{int(indices.min())}, {int(indices.max())}]")
+    B, h, w = indices.shape
+    device = model.post_quant_conv.weight.device
+    flat = indices.reshape(-1).long().to(device)  # (B*h*w,)
+    quant = model.quantize.get_codebook_entry(flat, shape=(B, h, w, embed_dim_of(model.quantize)))  # (B, e, h, w)
+    return model.decode(quant.to(model.post_quant_conv.weight.dtype))  # (B, C, h f, w f)
+
+
+def encode_indices(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Images ``(B, C, H, W)`` -> code indices ``(B, H/f, W/f)`` through ``model.encode``."""
+    quant, _, info = model.encode(x)  # quant (B, e, h, w)
+    B, _, h, w = quant.shape
+    return info[2].reshape(B, h, w)  # (B, h, w)

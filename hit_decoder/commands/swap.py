@@ -1,0 +1,86 @@
+"""``hit-decoder swap``: put a fresh HiT decoder into an existing taming VQGAN, ready for fine-tuning.
+
+Writes into ``--out DIR`` (``--format`` picks which):
+
+* ``DIR/model.safetensors`` — the whole swapped VQ model in the library's self-describing format
+  (``hit_decoder.adapters.load_vqmodel``);
+* ``DIR/taming/model.ckpt`` + ``DIR/taming/model.yaml`` — the same model as taming ships models
+  (``target: hit_decoder.adapters.HiTVQModel`` or ``HiTGumbelVQ``), loadable with
+  ``hit_decoder.adapters.load_vqgan`` or taming's own ``instantiate_from_config``.
+
+The encoder, quantizer, codebook and both 1x1 convs are copied from the checkpoint unchanged; the
+decoder is freshly initialised from ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("both", "library", "taming")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "swap", help="replace a taming VQGAN's CNN decoder with a HiT decoder (writes a model ready for fine-tuning)",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--vqgan-config", required=True, help="taming model YAML (model: {target, params})")
+    p.add_argument("--vqgan-ckpt", default=None,
+                   help="taming checkpoint (.ckpt / state dict / Net2NetTransformer .ckpt); default: the config's ckpt_path")
+    p.add_argument("--decoder", required=True,
+                   help="HiT decoder preset name (see `hit-decoder presets`) or a decoder YAML file")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="decoder config override, value parsed as YAML (e.g. --override 'depths=[1,1,1,1,1]'); repeatable")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--format", choices=FORMATS, default="both",
+                   help="library (model.safetensors), taming (taming/model.ckpt + .yaml) or both (default)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the new decoder's initial weights (default 0)")
+    p.add_argument("--allow-unsafe-pickle", action="store_true",
+                   help="allow full unpickling of the checkpoint if the safe loader cannot read it (can run code "
+                        "from the file: trusted files only)")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["depths=[1,1]", "mlp_ratio=2"]`` -> ``{"depths": [1, 1], "mlp_ratio": 2}`` (values as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--override expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from hit_decoder import adapters
+    from hit_decoder.flops import count_parameters
+
+    overrides = parse_overrides(args.override)
+    if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
+        raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
+    model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    old = type(model.decoder).__name__, count_parameters(model.decoder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(args.seed)
+        adapters.swap_decoder(model, args.decoder, **overrides)
+    out = Path(args.out)
+    written = []
+    if args.format in ("both", "library"):
+        written.append(adapters.save_vqmodel(model, out / "model.safetensors"))
+    if args.format in ("both", "taming"):
+        written.extend(adapters.export_taming(model, out / "taming" / "model.ckpt", out / "taming" / "model.yaml"))
+    dec = model.decoder
+    print(f"kept encoder + codebook ({adapters.codebook_size(model.quantize)} codes, f{adapters.downsample_factor(model)}) "
+          f"from {args.vqgan_ckpt or 'the config ckpt_path'}")
+    print(f"replaced {old[0]} ({old[1] / 1e6:.2f}M params) with HiT decoder {args.decoder!r} "
+          f"({count_parameters(dec) / 1e6:.2f}M params, z_channels {dec.z_channels}, seed {args.seed})")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
