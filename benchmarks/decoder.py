@@ -48,16 +48,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--models", nargs="+", default=[CNN_NAME, *list_decoders()])
-    ap.add_argument("--min-repeats", type=int, default=2)
-    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--repeats", type=int, default=2, help="timed decodes per model and size (interleaved)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update BENCHMARKS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
 
     t0 = time.time()
-    results = measure(args.models, args.sizes, min_repeats=args.min_repeats, min_seconds=args.min_seconds,
-                      memory=not args.no_memory)
+    results = measure(args.models, args.sizes, repeats=args.repeats, memory=not args.no_memory)
     table = markdown_table(results)
     targets = check_targets(results)
     env = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -67,7 +65,8 @@ def main() -> int:
         "## Decoder: taming CNN (ImageNet f16) vs HiT presets",
         "",
         "Produced by `python benchmarks/decoder.py`. Random weights, batch 1, `torch.no_grad`, float32;",
-        "seconds are the median of timed decodes after one warm-up; peak MB is the rise of the process's",
+        "seconds are the median of timed decodes, interleaved across models (one decode of each model in
+turn, per size and repeat) after one warm-up each, so load drifts hit all models alike; peak MB is the rise of the process's",
         "peak RSS during one decode in a fresh subprocess. f16 models decode a (256/16)²-per-256px grid,",
         "hit-b-f8 a (256/8)² one.",
         "",

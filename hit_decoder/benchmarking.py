@@ -71,18 +71,6 @@ def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:
     return torch.randn(1, 256, size // f, size // f, generator=torch.Generator().manual_seed(1))
 
 
-def _time_decode(model, z, min_repeats: int, min_seconds: float) -> float:
-    with torch.no_grad():
-        model(z)  # warm-up
-        times = []
-        start = time.perf_counter()
-        while len(times) < min_repeats or (time.perf_counter() - start) < min_seconds:
-            t0 = time.perf_counter()
-            model(z)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def _vm_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -118,22 +106,36 @@ def _peak_in_this_process(name: str, size: int) -> float:
     return (_vm_kb("VmHWM") - base) / 1024
 
 
-def measure(names: list[str], sizes: list[int], *, min_repeats: int = 2, min_seconds: float = 2.0,
-            memory: bool = True, log=print) -> list[DecodeResult]:
+def measure(names: list[str], sizes: list[int], *, repeats: int = 2, memory: bool = True,
+            log=print) -> list[DecodeResult]:
+    """Measure every model at every size. Timings are interleaved (for each size and repeat, one
+    decode of each model in turn), so slow drifts in machine load hit all models alike and the
+    ratios stay fair; each model is warmed up once at its smallest size first."""
+    models = {name: build_decoder(name) for name in names}
+    with torch.no_grad():
+        for model in models.values():
+            model(_latent(model, min(sizes)))  # warm-up: lazy library / thread-pool set-up
     results = []
-    for name in names:
-        model = build_decoder(name)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        for size in sizes:
-            z = _latent(model, size)
+    for size in sizes:
+        latents = {name: _latent(m, size) for name, m in models.items()}
+        times: dict[str, list[float]] = {name: [] for name in names}
+        with torch.no_grad():
+            for _ in range(repeats):
+                for name, model in models.items():
+                    t0 = time.perf_counter()
+                    model(latents[name])
+                    times[name].append(time.perf_counter() - t0)
+        for name, model in models.items():
             with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(z)
-            secs = _time_decode(model, z, min_repeats, min_seconds)
+                model(latents[name])
+            secs = statistics.median(times[name])
             mem = peak_memory_mb(name, size) if memory else None
+            params = sum(p.numel() for p in model.parameters()) / 1e6
             r = DecodeResult(name, size, params, counter.get_total_flops() / 1e9, secs, 1.0 / secs, mem)
             log(json.dumps(asdict(r)))
             results.append(r)
-    return results
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(results, key=lambda r: (order[r.model], r.size))
 
 
 def markdown_table(results: list[DecodeResult]) -> str:

@@ -1,0 +1,131 @@
+"""``hit-decoder sample``: sample high-resolution images with a transformer prior and a VQ model."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x1024"`` -> ``(512, 1024)`` (height x width); ``"512"`` -> ``(512, 512)``."""
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(p) for p in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"--size must be HEIGHTxWIDTH in pixels (e.g. 512x1024) or one number, got {text!r}")
+    return size  # type: ignore[return-value]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample",
+        help="sample images larger than the prior's window (sliding-window sampling + decoding)",
+        description="Sample code grids with a prior from `hit-decoder train-prior` (sliding 16x16 windows, "
+        "as taming's scripts do) and decode them with the VQ model the prior was trained on. Writes "
+        "s<seed>_<k>.png and s<seed>_<k>.npy (the code grid, int64 HxW) per sample and samples.json.",
+    )
+    p.add_argument("--model", default=None, help="library-format VQ model file (a training run's export/model.safetensors)")
+    p.add_argument("--vqgan-config", default=None, help="taming YAML (instead of --model)")
+    p.add_argument("--vqgan-ckpt", default=None, help="taming checkpoint (with --vqgan-config)")
+    p.add_argument("--allow-unsafe-pickle", action="store_true", help="allow full unpickling (trusted files only)")
+    p.add_argument("--prior", required=True, help="prior file (prior.safetensors from `hit-decoder train-prior`)")
+    p.add_argument("--size", required=True, type=parse_size, help="image size HEIGHTxWIDTH in pixels, e.g. 512x1024")
+    p.add_argument("--class", dest="class_label", default=None, help="class id or name (class-conditional priors)")
+    p.add_argument("--batch", type=int, default=1, help="number of samples (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
+    p.add_argument("--method", choices=["fast", "reference"], default="fast", help="sampler path (same tokens)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def _class_id(label: str | None, conditioning: dict) -> int | None:
+    if conditioning["kind"] != "class":
+        if label is not None:
+            raise ValueError("--class given, but this prior is unconditional; leave --class out")
+        return None
+    names = conditioning.get("class_names") or []
+    if label is None:
+        raise ValueError(f"this prior is class-conditional ({conditioning['n_classes']} classes): give --class ID"
+                         + (f" or one of {names}" if names else ""))
+    if label in names:
+        return names.index(label)
+    try:
+        k = int(label)
+    except ValueError:
+        raise ValueError(f"--class {label!r} is neither a class id nor a class name of this prior ({names})") from None
+    if not 0 <= k < conditioning["n_classes"]:
+        raise ValueError(f"--class {k} is out of range: this prior has classes 0..{conditioning['n_classes'] - 1}")
+    return k
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import secrets
+    from pathlib import Path
+
+    if (args.model is None) == (args.vqgan_config is None):
+        raise ValueError("give either --model FILE, or --vqgan-config YAML with --vqgan-ckpt CKPT")
+    if args.vqgan_config is not None and args.vqgan_ckpt is None:
+        raise ValueError("--vqgan-config needs --vqgan-ckpt (the model the prior was trained on)")
+    if args.batch < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+
+    import numpy as np
+    import torch
+
+    from hit_decoder import adapters
+    from hit_decoder.fileio import atomic_path
+    from hit_decoder.prior import load_prior, prior_info
+    from hit_decoder.sampling import grid_shape_for, sample_sliding_window
+    from hit_decoder.tiling import decode_codes
+    from hit_decoder.training.evaluate import save_png, tensor_to_pil
+
+    info = prior_info(args.prior)  # format checks before the models are loaded
+    label = _class_id(args.class_label, info["conditioning"])
+    if args.model is not None:
+        vq = adapters.load_vqmodel(args.model, map_location=args.device)
+    else:
+        vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+    f = adapters.downsample_factor(vq)
+    grid = grid_shape_for(args.size, f)
+    wh, ww = info["window"]
+    if grid[0] < wh or grid[1] < ww:
+        raise ValueError(f"--size {args.size[0]}x{args.size[1]} is below the prior's {wh}x{ww}-code window "
+                         f"({wh * f}x{ww * f} px at f{f}); sample at least that size")
+    tile = None
+    if args.tile is not None:
+        if args.tile < f or args.tile % f:
+            raise ValueError(f"--tile {args.tile} must be a positive multiple of the model's factor {f} (pixels)")
+        tile = args.tile // f
+    prior = load_prior(args.prior, vq, map_location=args.device)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
+                                window=(wh, ww))  # (B, h, w)
+    with torch.no_grad():
+        images = decode_codes(vq, idx, tile=tile, progress=tile is not None).cpu()  # (B, 3, H, W)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k in range(idx.shape[0]):
+        stem = out / f"s{seed}_{k:03d}"
+        save_png(tensor_to_pil(images[k]), stem.with_suffix(".png"))
+        with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, idx[k].cpu().numpy().astype(np.int64))
+        files.append(stem.name)
+    summary = {"seed": seed, "size": list(args.size), "grid": list(grid), "window": [wh, ww], "class": label,
+               "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "method": args.method,
+               "tile_px": args.tile, "prior": str(args.prior), "model": args.model or args.vqgan_ckpt, "samples": files}
+    with atomic_path(out / "samples.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) in {out}")
+    return 0

@@ -1,0 +1,286 @@
+"""Typed, strict configuration of a training run.
+
+A run is described by one :class:`TrainConfig` (nested dataclasses). YAML files and
+``key=value`` command-line overrides are merged onto the dataclass schema with OmegaConf, so
+a misspelt key raises a ``ValueError`` naming it, and every value is type-checked. Values that
+OmegaConf cannot type (choices, ranges, cross-field rules) are checked in :func:`validate`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "TrainConfig",
+    "ModelConfig",
+    "EncoderConfig",
+    "DataConfig",
+    "LossConfig",
+    "OptimConfig",
+    "TrainerConfig",
+    "load_train_config",
+    "train_config_from_dict",
+    "shipped_train_configs",
+    "validate",
+    "MODES",
+]
+
+MODES = ("from_scratch", "decoder_swap")
+
+
+@dataclass
+class EncoderConfig:
+    """taming's ``ddconfig`` for the CNN encoder (``from_scratch`` mode)."""
+
+    ch: int = 128
+    ch_mult: list[int] = field(default_factory=lambda: [1, 1, 2, 2, 4])
+    num_res_blocks: int = 2
+    attn_resolutions: list[int] = field(default_factory=lambda: [16])
+    dropout: float = 0.0
+    z_channels: int = 256
+    resolution: int = 256
+    in_channels: int = 3
+    out_ch: int = 3
+    double_z: bool = False
+
+
+@dataclass
+class ModelConfig:
+    # from_scratch: encoder + quantizer built here; decoder from ``decoder`` (preset / YAML / mapping)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    n_embed: int = 1024
+    embed_dim: int = 256
+    beta: float = 0.25  # commitment weight of the VQ loss
+    # preset name ("hit-b-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
+    # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below
+    decoder: Any = "hit-b-f16"
+    decoder_overrides: dict[str, Any] = field(default_factory=dict)
+    # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
+    vqgan_config: Optional[str] = None
+    vqgan_ckpt: Optional[str] = None
+    allow_unsafe_pickle: bool = False
+
+
+@dataclass
+class DataConfig:
+    # image folder (recursive) or taming-style file list (.txt, one path per line);
+    # null = the embedded scikit-image photographs
+    train: Optional[str] = None
+    val: Optional[str] = None  # null = held out from ``train`` (or the embedded val photographs)
+    root: Optional[str] = None  # base for relative paths in file lists (default: the list's folder)
+    size: int = 256  # training crop side in pixels
+    resize: Optional[int] = None  # resize the shorter side to this before cropping (null: only if smaller)
+    flip: bool = True
+    batch_size: int = 8
+    val_batch_size: int = 8
+    num_workers: int = 2
+    val_fraction: float = 0.02  # share of a training folder held out when ``val`` is null
+    val_max_images: int = 256
+    val_crops_per_image: int = 8  # embedded default only: fixed crops per held-out photograph
+    epoch_crops_per_image: int = 64  # embedded default only: crops per photograph per data epoch
+
+
+@dataclass
+class LossConfig:
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    perceptual_weight: float = 1.0  # LPIPS (VGG16, lpips v0.1 heads); 0 disables it
+    lpips_vgg_path: Optional[str] = None  # vgg16-397923af.pth; default: torch hub checkpoints dir
+    lpips_random_backbone: bool = False  # explicit opt-in for tests: random VGG16 (not a perceptual loss)
+    codebook_weight: float = 1.0
+    disc_weight: float = 0.75  # scale of the adaptive GAN weight
+    disc_loss: str = "hinge"  # "hinge" | "non_saturating"
+    disc_train_start: int = 0  # batch at which the discriminator starts learning
+    disc_weight_start: int = 0  # batch at which its term enters the generator loss (>= disc_train_start)
+    disc_layers: int = 3
+    disc_channels: int = 64
+    disc_actnorm: bool = False
+    adaptive_weight_max: float = 1.0e4
+    distill_weight: float = 0.0  # decoder_swap: L1 toward the frozen CNN decoder's output
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.0e-4
+    disc_lr: Optional[float] = None  # null = lr
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    weight_decay: float = 0.0
+    warmup_batches: int = 0  # linear learning-rate warm-up of both optimizers
+    grad_clip: float = 1.0  # max global grad norm per optimizer; 0 disables
+    ema_decay: float = 0.999  # EMA of the decoder weights (evaluation and export); 0 disables
+    dead_code_restart: bool = False
+    dead_code_every: int = 200  # batches between checks
+    dead_code_min_usage: float = 1.0  # codes used fewer times than this in the window are restarted
+
+
+@dataclass
+class TrainerConfig:
+    max_batches: int = 100_000
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # "auto" | "ddp" | "ddp_spawn" | any Lightning strategy name
+    precision: str = "32-true"  # "bf16-mixed" for bf16 autocast
+    log_every: int = 50
+    val_every: int = 5000
+    image_every: int = 5000
+    ckpt_every: int = 5000
+    val_batches: Optional[int] = None  # limit validation batches (null = whole val split)
+    cpu_threads: Optional[int] = None  # torch intra-op threads for this process (null = torch's default)
+    progress_bar: bool = True
+    tensorboard: bool = True  # used when the tensorboard package is installed
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "from_scratch"
+    seed: int = 0
+    out_dir: str = "runs/hit-vqgan"
+    resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
+    export: bool = True  # library-format and taming-format export at the end
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+def _schema() -> DictConfig:
+    conf = OmegaConf.structured(TrainConfig)
+    OmegaConf.set_struct(conf, True)
+    return conf
+
+
+def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        raise ValueError(
+            f"{what}: invalid training config key or value {key!r}: {exc.msg if hasattr(exc, 'msg') else exc}. "
+            "Valid keys are the fields of hit_decoder.training.TrainConfig (see configs/train/*.yaml)"
+        ) from None
+
+
+def shipped_train_configs() -> dict[str, Any]:
+    """Shipped training configs by name (``demo`` -> ``configs/train/demo.yaml``)."""
+    root = resources.files("hit_decoder.configs") / "train"
+    return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
+
+
+def _read_yaml(source: str | os.PathLike) -> tuple[Any, str]:
+    text = str(source)
+    shipped = shipped_train_configs()
+    if text in shipped:
+        return OmegaConf.create(shipped[text].read_text()), f"shipped config {text!r}"
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"training config {text!r} is neither a file nor a shipped config "
+            f"(shipped: {', '.join(sorted(shipped))})"
+        )
+    try:
+        return OmegaConf.load(path), str(path)
+    except Exception as exc:  # yaml errors come in several types
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def _apply_overrides(conf: DictConfig, overrides: list[str] | None) -> DictConfig:
+    if not overrides:
+        return conf
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ValueError(f"overrides must look like key=value (e.g. trainer.max_batches=100), got {bad}")
+    try:
+        dot = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as exc:
+        raise ValueError(f"cannot parse overrides {overrides}: {exc}") from None
+    return _merge(conf, dot, "command-line override")
+
+
+def load_train_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None, *,
+                      check: bool = True) -> TrainConfig:
+    """Merge a YAML file (or shipped config name) and ``key=value`` overrides onto the schema.
+
+    ``check=False`` skips :func:`validate` (for callers that fill in more fields first).
+    """
+    conf = _schema()
+    if source is not None:
+        data, what = _read_yaml(source)
+        conf = _merge(conf, data, what)
+    cfg = OmegaConf.to_object(_apply_overrides(conf, overrides))
+    if check:
+        validate(cfg)
+    return cfg
+
+
+def train_config_from_dict(data: Any, overrides: list[str] | None = None) -> TrainConfig:
+    """A validated :class:`TrainConfig` from a (nested) mapping or a config, plus ``key=value``
+    overrides; unknown keys raise."""
+    if isinstance(data, TrainConfig):
+        data = config_to_dict(data)
+    conf = _apply_overrides(_merge(_schema(), data, "config mapping"), overrides)
+    cfg = OmegaConf.to_object(conf)
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def validate_swap_source(cfg: TrainConfig) -> None:
+    _check(
+        bool(cfg.model.vqgan_config) and bool(cfg.model.vqgan_ckpt),
+        "mode=decoder_swap needs model.vqgan_config (taming YAML) and model.vqgan_ckpt (its .ckpt)",
+    )
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field and range checks OmegaConf's typing cannot express."""
+    _check(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
+    d, l, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
+    _check(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
+    _check(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
+    for name in ("batch_size", "val_batch_size", "val_max_images", "val_crops_per_image", "epoch_crops_per_image"):
+        _check(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
+    _check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    _check(l.disc_loss in ("hinge", "non_saturating"),
+           f"loss.disc_loss must be 'hinge' or 'non_saturating', got {l.disc_loss!r}")
+    for name in ("l1_weight", "l2_weight", "perceptual_weight", "codebook_weight", "disc_weight", "distill_weight"):
+        _check(getattr(l, name) >= 0, f"loss.{name} must be >= 0, got {getattr(l, name)}")
+    _check(l.disc_train_start >= 0 and l.disc_weight_start >= 0, "loss.disc_*_start must be >= 0 (batches)")
+    _check(l.disc_weight_start >= l.disc_train_start,
+           f"loss.disc_weight_start ({l.disc_weight_start}) must be >= loss.disc_train_start "
+           f"({l.disc_train_start}): the GAN term must not enter before the discriminator trains")
+    _check(l.distill_weight == 0 or cfg.mode == "decoder_swap",
+           "loss.distill_weight > 0 needs mode=decoder_swap (there is no CNN decoder to distil from)")
+    _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two values in [0, 1), got {o.betas}")
+    _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    _check(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {o.ema_decay}")
+    _check(o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}")
+    _check(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
+    _check(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
+    _check(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
+    for name in ("log_every", "val_every", "image_every", "ckpt_every"):
+        _check(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
+    _check(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
+           f"trainer.precision must be '32-true' or 'bf16-mixed' (or '16-mixed'), got {t.precision!r}")
+    enc = cfg.model.encoder
+    _check(all(enc.ch * m % 32 == 0 for m in enc.ch_mult),
+           f"model.encoder.ch ({enc.ch}) times every ch_mult entry ({list(enc.ch_mult)}) must be a multiple of 32 "
+           "(taming's encoder uses GroupNorm with 32 groups)")
+    _check(cfg.model.n_embed >= 2 and cfg.model.embed_dim >= 1, "model.n_embed must be >= 2 and model.embed_dim >= 1")

@@ -1,0 +1,124 @@
+"""Building the networks a run trains: a taming VQ model whose decoder is a HiT decoder.
+
+* ``from_scratch``: taming's CNN encoder + ``quant_conv`` + vector quantizer + ``post_quant_conv``
+  and a fresh HiT decoder (``hit_decoder.adapters.HiTVQModel``).
+* ``decoder_swap``: an existing taming VQGAN (YAML + checkpoint, loaded strictly by
+  ``hit_decoder.adapters.load_vqgan``) whose CNN decoder is replaced by a HiT decoder
+  (``swap_decoder``); everything before the decoder stays frozen. The CNN decoder is returned
+  separately (frozen) when the run distils toward it.
+
+Model construction uses the global RNG (taming's layers initialise themselves with it); it runs
+inside :func:`torch.random.fork_rng` seeded from the run seed, so runs are reproducible and the
+caller's global RNG state is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import HiTDecoderConfig
+from ..decoder import HiTDecoder
+from .ema import make_ema_copy
+
+__all__ = ["BuiltModels", "build_models", "wrap_prebuilt", "decoder_config_for", "frozen_parts", "seeded"]
+
+FROZEN_IN_SWAP = ("encoder", "quant_conv", "quantize", "post_quant_conv")
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block with the global RNG seeded to ``seed``, restoring the caller's state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@dataclass
+class BuiltModels:
+    vq: nn.Module  # taming VQModel (or GumbelVQ) with a HiTDecoder as ``.decoder``
+    teacher: nn.Module | None  # frozen CNN decoder (decoder_swap with distillation)
+    decoder_config: HiTDecoderConfig | None  # None for a prebuilt model with a CNN decoder
+    description: str
+
+
+def decoder_config_for(model_cfg: Any, z_channels: int, factor: int, out_channels: int = 3) -> HiTDecoderConfig:
+    """The run's HiT decoder config (preset / YAML / mapping + ``decoder_overrides``), checked to fit
+    a VQ model with ``z_channels`` decoder inputs and downsampling ``factor``."""
+    from .. import adapters
+
+    source = model_cfg.decoder
+    if hasattr(source, "items") and not isinstance(source, (str, HiTDecoderConfig)):
+        source = dict(source)
+    return adapters.resolve_decoder_config(source, z_channels, factor, out_channels,
+                                           **dict(model_cfg.decoder_overrides or {}))
+
+
+def frozen_parts(vq: nn.Module) -> list[nn.Module]:
+    """The modules ``decoder_swap`` keeps frozen."""
+    return [getattr(vq, name) for name in FROZEN_IN_SWAP]
+
+
+def _build_from_scratch(cfg: Any) -> BuiltModels:
+    from .. import adapters
+
+    enc = cfg.model.encoder
+    ddconfig = {
+        "double_z": enc.double_z, "z_channels": enc.z_channels, "resolution": enc.resolution,
+        "in_channels": enc.in_channels, "out_ch": enc.out_ch, "ch": enc.ch, "ch_mult": list(enc.ch_mult),
+        "num_res_blocks": enc.num_res_blocks, "attn_resolutions": list(enc.attn_resolutions), "dropout": enc.dropout,
+    }
+    factor = 2 ** (len(enc.ch_mult) - 1)
+    dec_cfg = decoder_config_for(cfg.model, enc.z_channels, factor, enc.out_ch)
+    vq = adapters.HiTVQModel(
+        ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, n_embed=cfg.model.n_embed,
+        embed_dim=cfg.model.embed_dim, decoder_config=dec_cfg.to_dict(),
+    )
+    desc = (f"from_scratch: taming encoder (ch {enc.ch}, ch_mult {list(enc.ch_mult)}, f{factor}), codebook "
+            f"{cfg.model.n_embed} x {cfg.model.embed_dim}, HiT decoder {cfg.model.decoder!r}")
+    return BuiltModels(vq=vq, teacher=None, decoder_config=dec_cfg, description=desc)
+
+
+def _build_decoder_swap(cfg: Any) -> BuiltModels:
+    from .. import adapters
+
+    vq = adapters.load_vqgan(cfg.model.vqgan_config, cfg.model.vqgan_ckpt,
+                             allow_unsafe_pickle=cfg.model.allow_unsafe_pickle)
+    z_channels = int(vq.post_quant_conv.out_channels)
+    factor = adapters.downsample_factor(vq)
+    dec_cfg = decoder_config_for(cfg.model, z_channels, factor, int(vq.decoder.conv_out.out_channels))
+    teacher = make_ema_copy(vq.decoder) if cfg.loss.distill_weight > 0 else None
+    adapters.swap_decoder(vq, HiTDecoder(dec_cfg))
+    for part in frozen_parts(vq):
+        part.requires_grad_(False)
+        part.eval()
+    desc = (f"decoder_swap: frozen encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} codes, f{factor}) from "
+            f"{cfg.model.vqgan_ckpt}, new HiT decoder {cfg.model.decoder!r}"
+            + (f", distilling toward the CNN decoder (weight {cfg.loss.distill_weight})" if teacher is not None else ""))
+    return BuiltModels(vq=vq, teacher=teacher, decoder_config=dec_cfg, description=desc)
+
+
+def build_models(cfg: Any) -> BuiltModels:
+    """The VQ model (and distillation teacher) of a run, initialised from ``cfg.seed``."""
+    with seeded(cfg.seed):
+        if cfg.mode == "from_scratch":
+            return _build_from_scratch(cfg)
+        return _build_decoder_swap(cfg)
+
+
+def wrap_prebuilt(cfg: Any, vq: nn.Module) -> BuiltModels:
+    """Use a model built by the caller (any taming VQ model, e.g. with a CNN decoder for a
+    benchmark baseline); ``decoder_swap`` freezes everything before its decoder."""
+    if cfg.loss.distill_weight > 0:
+        raise ValueError("loss.distill_weight needs a VQGAN loaded from model.vqgan_config/ckpt, not a prebuilt model")
+    if cfg.mode == "decoder_swap":
+        for part in frozen_parts(vq):
+            part.requires_grad_(False)
+            part.eval()
+    return BuiltModels(vq=vq, teacher=None, decoder_config=getattr(vq.decoder, "config", None),
+                       description=f"{cfg.mode}: prebuilt {type(vq).__name__} with a {type(vq.decoder).__name__} decoder")
