@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stage1_batches is not None:
         overrides.append(f"trainer.max_batches={args.stage1_batches}")
     stage1 = run_training("demo", overrides)
-    model_file = stage1.exports.get("library")
+    model_file = stage1.exports.get("model")
     if not model_file:
         raise RuntimeError(f"stage-1 training wrote no library export (exports: {stage1.exports})")
     print(f"      validation (EMA decoder, held-out photographs): {json.dumps(stage1.metrics)}")
