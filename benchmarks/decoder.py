@@ -65,8 +65,9 @@ def main() -> int:
         "## Decoder: taming CNN (ImageNet f16) vs HiT presets",
         "",
         "Produced by `python benchmarks/decoder.py`. Random weights, batch 1, `torch.no_grad`, float32;",
-        "seconds are the median of timed decodes, interleaved across models (one decode of each model in
-turn, per size and repeat) after one warm-up each, so load drifts hit all models alike; peak MB is the rise of the process's",
+        "seconds are the median of timed decodes, interleaved across models (one decode of each model",
+        "in turn, per size and repeat) after one warm-up each, so load drifts hit all models alike;",
+        "peak MB is the rise of the process's",
         "peak RSS during one decode in a fresh subprocess. f16 models decode a (256/16)²-per-256px grid,",
         "hit-b-f8 a (256/8)² one.",
         "",
