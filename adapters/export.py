@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from taming.models.vqgan import VQModel
 
 from hit_decoder.fileio import atomic_path
-from hit_decoder.serialization import read_safetensors, strip_wrapper_prefixes
+from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, read_safetensors, strip_wrapper_prefixes
 
 from .checkpoints import load_state_strict
 from .loading import build_vqmodel, resolve_model_config, taming_config
@@ -34,7 +34,7 @@ from .models import plain
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 
 FORMAT_VQMODEL = "hit-decoder/vqmodel"
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"  # 2: the v2 (seam-free) HiT decoder; version-1 files hold the retired v1 decoder
 #: taming's base learning rate for VQGANs (its main.py scales it by batch size and GPUs)
 TAMING_BASE_LR = 4.5e-6
 _SCHEDULER_PREFIX = "taming.lr_scheduler."
@@ -57,7 +57,7 @@ def save_vqmodel(model: VQModel, path: str | os.PathLike) -> Path:
 
 def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQModel:
     """Rebuild a model saved by :func:`save_vqmodel` (strict: every weight must match); eval mode."""
-    state, meta = read_safetensors(path, FORMAT_VQMODEL)
+    state, meta = read_safetensors(path, FORMAT_VQMODEL, _FORMAT_VERSION, RETIRED_DECODER_VERSIONS)
     try:
         config = json.loads(meta["config"])
     except (KeyError, json.JSONDecodeError) as exc:

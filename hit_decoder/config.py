@@ -24,6 +24,13 @@ def _as_int_tuple(name: str, value: Any) -> tuple[int, ...]:
     return out
 
 
+_CHOICES = {
+    "cross_attention": ("pixel", "cell"),
+    "upsample": ("bilinear", "pixel_shuffle"),
+    "rgb_upsample": ("bilinear", "nearest"),
+}
+
+
 @dataclass(frozen=True)
 class HiTDecoderConfig:
     """Architecture of a HiT decoder.
@@ -34,7 +41,22 @@ class HiTDecoderConfig:
     (regional blocks of ``block_size[i]`` squared tokens, dilated groups of
     ``dilation_grid[i]`` squared tokens at stride ``block_size[i]``); the rest are MLP-only.
     Every stage starts with a cross-attention block whose keys/values are the latent code
-    tokens in a ``cross_window`` x ``cross_window`` neighbourhood of each pixel's own code.
+    tokens around each pixel.
+
+    Seam-free parts (each measured in BENCHMARKS.md, "Decoder ablation"; the defaults):
+
+    * ``cross_attention="pixel"``: pixel-centred code lookup, codes weighted by a tent of radius
+      ``cross_window / 2`` codes around the pixel's centre, so weights vary continuously across
+      cell borders. ``"cell"`` (v1): the pixels of a code's cell read the ``cross_window``-wide
+      square around that code, switching key sets at every cell border.
+    * ``upsample="bilinear"``: linear layer, then bilinear x2 into every MLP-only stage.
+      ``"pixel_shuffle"`` (v1): depth-to-space x2 (C -> C/4), then linear — children of one token
+      differ by their channel slice, a 2-pixel checkerboard source. Attention stages always
+      upsample by depth-to-space (see :meth:`upsample_into`).
+    * ``mlp_conv``: depthwise 3x3 convolution inside the MLPs of the MLP-only stages (Mix-FFN).
+    * ``rgb_upsample="bilinear"``: the running RGB image of the skip outputs is upsampled
+      bilinearly (StyleGAN2's [1, 3, 3, 1] filter) instead of ``"nearest"``.
+    * ``out_conv``: the last to-RGB layer is a 3x3 convolution instead of a per-pixel linear.
     """
 
     z_channels: int = 256
@@ -45,6 +67,11 @@ class HiTDecoderConfig:
     block_size: tuple[int, ...] = (4, 8, 8)
     dilation_grid: tuple[int, ...] = (4, 4, 8)
     cross_window: int = 3
+    cross_attention: str = "pixel"
+    upsample: str = "bilinear"
+    mlp_conv: bool = True
+    rgb_upsample: str = "bilinear"
+    out_conv: bool = True
     latent_dim: int | None = None
     mlp_ratio: float = 4.0
     out_channels: int = 3
@@ -95,6 +122,12 @@ class HiTDecoderConfig:
                     f"stage {i - 1}: channels {self.channels[i - 1]} must be divisible by 4 "
                     "(depth-to-space x2 upsampling maps C to C/4)"
                 )
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"HiTDecoderConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("mlp_conv", "out_conv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"HiTDecoderConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if self.cross_window < 1 or self.cross_window % 2 == 0:
             raise ValueError(f"cross_window must be a positive odd number, got {self.cross_window}")
         if self.z_channels < 1 or self.out_channels < 1:
@@ -114,6 +147,12 @@ class HiTDecoderConfig:
 
     def is_attention_stage(self, i: int) -> bool:
         return i < self.num_attention_stages
+
+    def upsample_into(self, i: int) -> str:
+        """How stage ``i > 0`` upsamples its input: ``upsample`` into MLP-only stages; always
+        depth-to-space into attention stages, whose block attention mixes the four children at
+        once (bilinear there would widen the exact-tiling margin by whole super-windows)."""
+        return self.upsample if not self.is_attention_stage(i) else "pixel_shuffle"
 
     def has_rgb_head(self, i: int) -> bool:
         """To-RGB heads sit in every MLP-only stage and always in the last stage."""

@@ -33,6 +33,14 @@ def depth_to_space(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(B, 2 * H, 2 * W, C // 4)
 
 
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last bilinear x2 (half-pixel centres, edges clamped): ``(B, H, W, C) -> (B, 2H, 2W, C)``.
+    Equal to :func:`torch.nn.functional.interpolate` (``mode="bilinear", align_corners=False``),
+    whose 2x kernel is StyleGAN2's [1, 3, 3, 1] / 4 filter."""
+    y = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=2, mode="bilinear", align_corners=False)
+    return y.permute(0, 2, 3, 1)  # (B, 2H, 2W, C)
+
+
 def _row_bands(x: torch.Tensor, chunk: int, unit: int = 1):
     """Row slices of ``x (B, H, W, C)`` holding about ``chunk`` tokens each, in multiples of
     ``unit`` rows (inference-time chunking of per-token work; results are identical)."""
@@ -45,23 +53,38 @@ def _chunking(x: torch.Tensor, chunk: int) -> bool:
     return not torch.is_grad_enabled() and x.numel() // x.shape[-1] > chunk
 
 
-def _tokenwise(fn, x: torch.Tensor, out_dim: int, chunk: int) -> torch.Tensor:
-    """``fn(x)`` for a per-token ``fn``; without autograd, evaluated over row bands into one
-    output buffer so no full-size intermediate of ``fn`` exists at once."""
+def _tokenwise(fn, x: torch.Tensor, out_dim: int, chunk: int, halo: int = 0) -> torch.Tensor:
+    """``fn(x)`` for a function of ``x`` whose output row ``r`` depends on input rows ``r - halo ..
+    r + halo``; without autograd, evaluated over row bands (with ``halo`` rows of context, passed
+    to ``fn`` as ``crop=(top, bottom)``) into one output buffer, so no full-size intermediate of
+    ``fn`` exists at once."""
     if not _chunking(x, chunk):
-        return fn(x)
+        return fn(x) if not halo else fn(x, crop=(0, 0))
+    H = x.shape[1]
     out = x.new_empty(*x.shape[:-1], out_dim)
     for band in _row_bands(x, chunk):
-        out[:, band] = fn(x[:, band])
+        if halo:
+            a, b = max(0, band.start - halo), min(H, band.stop + halo)
+            out[:, band] = fn(x[:, a:b], crop=(band.start - a, b - band.stop))
+        else:
+            out[:, band] = fn(x[:, band])
     return out
 
 
 def _residual_mlp(x: torch.Tensor, norm: nn.LayerNorm, mlp: Mlp, chunk: int) -> torch.Tensor:
-    """``x + mlp(norm(x))``; without autograd, added in place band by band."""
+    """``x + mlp(norm(x))``; without autograd, added in place band by band (a band's context rows
+    above it are read from a copy kept before the previous band was updated)."""
     if not _chunking(x, chunk):
         return x + mlp(norm(x))
+    H, halo = x.shape[1], mlp.halo
+    above = None  # the `halo` rows above the current band, as they were before the update
     for band in _row_bands(x, chunk):
-        x[:, band] += mlp(norm(x[:, band]))
+        a, b = max(0, band.start - halo), min(H, band.stop + halo)
+        src = x[:, band.start : b] if above is None or a == band.start else torch.cat([above, x[:, band.start : b]], 1)
+        delta = mlp(norm(src), crop=(band.start - a, b - band.stop))  # (B, rows, W, C)
+        if halo:
+            above = x[:, max(band.start, band.stop - halo) : band.stop].clone()
+        x[:, band] += delta
     return x
 
 
@@ -82,7 +105,7 @@ class _MlpBlock(nn.Module):
     def __init__(self, dim: int, cfg: HiTDecoderConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.mlp = Mlp(dim, cfg.mlp_ratio)
+        self.mlp = Mlp(dim, cfg.mlp_ratio, conv=cfg.mlp_conv)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None, chunk: int) -> torch.Tensor:
         return _residual_mlp(x, self.norm, self.mlp, chunk)  # (B, H, W, C)
@@ -98,16 +121,19 @@ class _CrossBlock(nn.Module):
     def __init__(self, dim: int, heads: int, scale: int, cfg: HiTDecoderConfig) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = LatentCrossAttention(dim, cfg.latent_dim, heads, scale, cfg.cross_window)
+        self.attn = LatentCrossAttention(dim, cfg.latent_dim, heads, scale, cfg.cross_window,
+                                         centred=cfg.cross_attention == "pixel")
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
         if not _chunking(x, chunk):
             return x + self.attn(self.norm(x), latent)  # (B, H, W, C)
-        s = self.attn.scale
-        k, v, mask = self.attn.keys(latent)  # (B, h, w, k2, dh) x2, (h, w, k2)
-        for band in _row_bands(x, chunk, unit=s):  # bands of whole code rows, updated in place
-            rows = slice(band.start // s, -(-band.stop // s))
-            x[:, band] += self.attn.attend(self.norm(x[:, band]), k[:, rows], v[:, rows], mask[rows])
+        kvm = self.attn.keys(latent)  # (B, gh, gw, n2, dh) x2, (gh, gw, n2)
+        s, gh, H = self.attn.scale, kvm[0].shape[1], x.shape[1]
+        per_band = max(1, _row_bands(x, chunk, unit=s)[0].stop // s)  # whole group rows per band
+        for g0 in range(0, gh, per_band):  # groups never overlap: update in place
+            g1 = min(gh, g0 + per_band)
+            r0, r1, _, _ = self.attn.pixel_rows(g0, g1, H)
+            x[:, r0:r1] += self.attn.attend_rows(self.norm(x[:, r0:r1]), kvm, g0, g1, H)
         return x  # (B, H, W, C)
 
 
@@ -115,7 +141,11 @@ class _Stage(nn.Module):
     def __init__(self, cfg: HiTDecoderConfig, i: int) -> None:
         super().__init__()
         dim, heads = cfg.channels[i], cfg.heads[i]
-        in_dim = cfg.z_channels if i == 0 else cfg.channels[i - 1] // 4
+        self.upsample = None if i == 0 else cfg.upsample_into(i)
+        if i == 0:
+            in_dim = cfg.z_channels
+        else:  # bilinear: a linear layer at the previous resolution, then x2; pixel_shuffle: x2 (C -> C/4), then linear
+            in_dim = cfg.channels[i - 1] if self.upsample == "bilinear" else cfg.channels[i - 1] // 4
         self.scale = 2**i
         self.embed = nn.Linear(in_dim, dim)
         self.cross = _CrossBlock(dim, heads, self.scale, cfg)
@@ -128,10 +158,16 @@ class _Stage(nn.Module):
             self.blocks = nn.ModuleList(_MlpBlock(dim, cfg) for _ in range(cfg.depths[i]))
         self.to_rgb = None
         if cfg.has_rgb_head(i):
-            self.to_rgb = nn.Sequential(nn.LayerNorm(dim, eps=cfg.norm_eps), nn.Linear(dim, cfg.out_channels))
+            out_conv = cfg.out_conv and i == cfg.num_stages - 1
+            self.to_rgb = _RgbHead(dim, cfg.out_channels, cfg.norm_eps, conv=out_conv)
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
-        x = _tokenwise(self.embed, x, self.embed.out_features, chunk)  # (B, H, W, C)
+        if self.upsample == "bilinear":
+            x = upsample2x(_tokenwise(self.embed, x, self.embed.out_features, chunk))  # (B, H, W, C)
+        else:
+            if self.upsample == "pixel_shuffle":
+                x = depth_to_space(x)  # (B, H, W, C_prev/4)
+            x = _tokenwise(self.embed, x, self.embed.out_features, chunk)  # (B, H, W, C)
         x = self.cross(x, latent, chunk)  # (B, H, W, C)
         B, H, W, C = x.shape
         m = self.multiple
@@ -144,6 +180,28 @@ class _Stage(nn.Module):
         for blk in self.blocks:
             x = blk(x, valid, chunk)  # (B, Hp, Wp, C)
         return x[:, :H, :W] if valid is not None else x  # (B, H, W, C)
+
+
+class _RgbHead(nn.Module):
+    """LayerNorm then a linear layer (``conv=False``) or a 3x3 convolution (``conv=True``) to RGB."""
+
+    def __init__(self, dim: int, out_channels: int, eps: float, conv: bool) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.proj = nn.Conv2d(dim, out_channels, 3, padding=1) if conv else nn.Linear(dim, out_channels)
+
+    @property
+    def halo(self) -> int:
+        return 1 if isinstance(self.proj, nn.Conv2d) else 0
+
+    def forward(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """``x (B, H, W, C) -> (B, H - top - bottom, W, out_channels)``."""
+        x = self.norm(x)
+        if isinstance(self.proj, nn.Linear):
+            return self.proj(x)  # (B, H, W, 3)
+        y = self.proj(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, 3)
+        top, bottom = crop
+        return y[:, top : y.shape[1] - bottom]
 
 
 class HiTDecoder(nn.Module):
@@ -172,8 +230,8 @@ class HiTDecoder(nn.Module):
         return self.config.downsample_factor
 
     def get_last_layer(self) -> torch.Tensor:
-        """Weight of the final to-RGB linear layer (taming's adaptive GAN weight uses it)."""
-        return self.stages[-1].to_rgb[-1].weight
+        """Weight of the final to-RGB layer (taming's adaptive GAN weight uses it)."""
+        return self.stages[-1].to_rgb.proj.weight
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names that should be excluded from weight decay (relative-position biases)."""
@@ -182,11 +240,16 @@ class HiTDecoder(nn.Module):
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:
         """Every special case of initialisation lives here: truncated normal (std ``init_std``)
-        for linear weights and relative-position tables, zero biases, unit LayerNorms."""
+        for linear weights, the to-RGB convolution and relative-position tables; depthwise
+        convolutions N(0, 2 / fan_out) as in SegFormer's Mix-FFN; zero biases, unit LayerNorms."""
         std = self.config.init_std
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
                 nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Conv2d):  # depthwise
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+                nn.init.normal_(module.weight, std=(2.0 / fan_out) ** 0.5)
                 nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
@@ -226,13 +289,12 @@ class HiTDecoder(nn.Module):
         z = z.permute(0, 2, 3, 1)  # (B, h, w, z_channels)
         latent = self.latent_norm(self.latent_embed(z))  # (B, h, w, latent_dim)
         x, rgb = z, None
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = depth_to_space(x)  # (B, H, W, C_prev/4)
+        for stage in self.stages:
             x = stage(x, latent, chunk)  # (B, H, W, C_i)
             if rgb is not None:
-                rgb = F.interpolate(rgb, scale_factor=2, mode="nearest")  # (B, 3, H, W)
-            if stage.to_rgb is not None:
-                out = _tokenwise(stage.to_rgb, x, self.config.out_channels, chunk).permute(0, 3, 1, 2)  # (B, 3, H, W)
+                rgb = F.interpolate(rgb, scale_factor=2, mode=self.config.rgb_upsample,
+                                    **({"align_corners": False} if self.config.rgb_upsample == "bilinear" else {}))
+            if stage.to_rgb is not None:  # (B, 3, H, W)
+                out = _tokenwise(stage.to_rgb, x, self.config.out_channels, chunk, halo=stage.to_rgb.halo).permute(0, 3, 1, 2)
                 rgb = out if rgb is None else rgb + out
         return rgb.contiguous()  # (B, 3, h f, w f)

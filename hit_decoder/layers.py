@@ -18,7 +18,9 @@ __all__ = [
     "block_unpartition",
     "dilated_partition",
     "dilated_unpartition",
+    "window_gather",
     "neighbourhood_gather",
+    "tent_log_weights",
     "relative_position_index",
     "MultiAxisAttention",
     "LatentCrossAttention",
@@ -67,22 +69,6 @@ def dilated_unpartition(t: torch.Tensor, b: int, d: int, H: int, W: int) -> torc
     x = t.view(-1, H // s, W // s, b, b, d, d, C)  # (B, nH, nW, oi, oj, gi, gj, C)
     x = x.permute(0, 1, 5, 3, 2, 6, 4, 7)  # (B, nH, gi, oi, nW, gj, oj, C)
     return x.reshape(-1, H, W, C)
-
-
-def neighbourhood_gather(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every position of ``x (B, h, w, C)`` gather its k x k neighbourhood (zero padded).
-
-    Returns ``(B, h, w, k*k, C)`` and a boolean ``(h, w, k*k)`` mask of in-bounds neighbours.
-    Neighbour ``n`` is at offset ``(n // k - k//2, n % k - k//2)``.
-    """
-    B, h, w, C = x.shape
-    r = k // 2
-    xp = F.pad(x.permute(0, 3, 1, 2), (r, r, r, r))  # (B, C, h+2r, w+2r)
-    cols = F.unfold(xp, kernel_size=k)  # (B, C*k*k, h*w)
-    cols = cols.view(B, C, k * k, h, w).permute(0, 3, 4, 2, 1)  # (B, h, w, k*k, C)
-    ones = F.pad(x.new_ones(1, 1, h, w), (r, r, r, r))
-    valid = F.unfold(ones, kernel_size=k).view(k * k, h, w).permute(1, 2, 0) > 0.5  # (h, w, k*k)
-    return cols, valid
 
 
 def relative_position_index(n: int) -> torch.Tensor:
@@ -180,59 +166,162 @@ class MultiAxisAttention(nn.Module):
         return self.proj(torch.cat([regional, dilated], dim=-1))  # (B, H, W, C)
 
 
+def window_gather(x: torch.Tensor, n: int, before: int, after: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n x n windows of ``x (B, h, w, C)`` after zero padding ``before`` / ``after`` positions on each
+    axis: window ``(p, q)`` covers rows ``p - before .. p - before + n - 1`` (columns alike).
+
+    Returns ``(B, h', w', n*n, C)`` with ``h' = h + before + after - n + 1`` and a boolean
+    ``(h', w', n*n)`` mask of in-grid entries. Entry ``e`` sits at offset ``(e // n, e % n)``.
+    """
+    B, h, w, C = x.shape
+    xp = F.pad(x.permute(0, 3, 1, 2), (before, after, before, after))  # (B, C, h+pad, w+pad)
+    ho, wo = h + before + after - n + 1, w + before + after - n + 1
+    cols = F.unfold(xp, kernel_size=n).view(B, C, n * n, ho, wo).permute(0, 3, 4, 2, 1)  # (B, h', w', n*n, C)
+    ones = F.pad(x.new_ones(1, 1, h, w), (before, after, before, after))
+    valid = F.unfold(ones, kernel_size=n).view(n * n, ho, wo).permute(1, 2, 0) > 0.5  # (h', w', n*n)
+    return cols, valid
+
+
+def neighbourhood_gather(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every position of ``x (B, h, w, C)`` gather its k x k neighbourhood (odd k, zero padded).
+
+    Returns ``(B, h, w, k*k, C)`` and a boolean ``(h, w, k*k)`` mask of in-bounds neighbours.
+    Neighbour ``n`` is at offset ``(n // k - k//2, n % k - k//2)``.
+    """
+    return window_gather(x, k, k // 2, k // 2)
+
+
+def tent_log_weights(scale: int, window: int) -> torch.Tensor:
+    """Fixed log-weights ``(scale**2, (window+1)**2)`` of pixel-centred code lookup.
+
+    A pixel at row ``y`` of a stage with ``scale`` pixels per code sits at code coordinate
+    ``u = (y + 0.5) / scale - 0.5`` (code centres at integers). Code ``j`` is weighted by the tent
+    ``max(0, 1 - |u - j| / R)`` with ``R = window / 2`` codes (separably in rows and columns), so a
+    code's weight rises and falls continuously as pixels move across the grid: no pixel switches
+    abruptly to a different set of codes. The ``window + 1`` codes per axis starting at
+    ``floor(u) - window // 2`` hold every code with a non-zero weight. Pixels that share
+    ``floor(u)`` form a group (one attention call); ``(sub_y * scale + sub_x, e)`` indexes a pixel's
+    position inside its group and entry ``e`` of the group's window. Zero weights become a large
+    negative number (masked).
+    """
+    n, r = window + 1, window // 2
+    sub = torch.arange(scale, dtype=torch.float64)
+    u_rel = (sub + 0.5) / scale if scale > 1 else sub * 0  # u - floor(u) for each position in a group
+    d = u_rel[:, None] + r - torch.arange(n, dtype=torch.float64)[None]  # (scale, n): u - j
+    tent = (1 - d.abs() / (window / 2)).clamp_min(0)  # (scale, n)
+    w2 = tent[:, None, :, None] * tent[None, :, None, :]  # (sy, sx, ey, ex)
+    w2 = w2.reshape(scale * scale, n * n)
+    return torch.where(w2 > 0, w2.clamp_min(1e-300).log(), torch.full_like(w2, _mask_value(torch.float32)))  # float64
+
+
 class LatentCrossAttention(nn.Module):
     """Cross-attention self-modulation: image tokens (queries) attend to latent code tokens.
 
-    A stage at ``scale`` s pixels per code groups its tokens into s x s cells, one per code; the
-    tokens of a cell attend to the ``window x window`` codes centred on their own code (out-of-grid
-    neighbours are masked). Keys/values are multi-query. The bias depends on the query's position
-    inside its cell and the key's offset — both size-free.
+    A stage at ``scale`` s pixels per code groups its tokens and lets every group attend to a
+    window of codes (multi-query K/V, out-of-grid codes masked); a learned bias per head, per
+    position inside the group and per window entry adds relative positions, size-free.
+
+    * ``centred=True`` (pixel-centred lookup): groups are the pixels sharing ``floor(u)`` (cells
+      shifted by half a code); each attends to the ``(window+1)**2`` codes around its centre with
+      fixed tent log-weights (:func:`tent_log_weights`) added to the scores, so attention weights
+      change continuously from pixel to pixel, across cell borders too.
+    * ``centred=False`` (the v1 decoder): groups are the s x s cells of one code; each attends to
+      the ``window x window`` codes centred on that code, so the key set switches at every cell
+      border.
     """
 
-    def __init__(self, dim: int, latent_dim: int, heads: int, scale: int, window: int) -> None:
+    def __init__(self, dim: int, latent_dim: int, heads: int, scale: int, window: int, centred: bool = True) -> None:
         super().__init__()
-        self.dim, self.heads, self.scale, self.window = dim, heads, scale, window
+        self.dim, self.heads, self.scale, self.window, self.centred = dim, heads, scale, window, centred
         self.head_dim = dim // heads
+        self.n = window + 1 if centred else window  # codes per axis in a group's window
+        self.shift = scale // 2 if centred else 0  # groups start this many pixels before a cell
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(latent_dim, 2 * self.head_dim)
         self.proj = nn.Linear(dim, dim)
-        self.bias = nn.Parameter(torch.zeros(heads, scale * scale, window * window))
+        self.bias = nn.Parameter(torch.zeros(heads, scale * scale, self.n**2))
+        self._tent = tent_log_weights(scale, window) if centred else torch.zeros(scale * scale, self.n**2)  # float64
+
+    def num_groups(self, codes: int) -> int:
+        """Groups along an axis of ``codes`` codes."""
+        return codes + (1 if self.shift else 0)
+
+    def pixel_rows(self, g0: int, g1: int, pixels: int) -> tuple[int, int, int, int]:
+        """Pixel rows ``[r0, r1)`` of groups ``[g0, g1)`` on an axis of ``pixels`` pixels, and the
+        padding ``(before, after)`` that completes them to whole groups."""
+        s = self.scale
+        a, b = g0 * s - self.shift, g1 * s - self.shift
+        r0, r1 = max(0, a), min(pixels, b)
+        return r0, r1, r0 - a, b - r1
 
     def keys(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Neighbourhood keys/values of every code: ``latent (B, h, w, latent_dim)`` ->
-        ``k, v (B, h, w, k*k, dh)`` and an additive mask ``(h, w, k*k)`` for out-of-grid codes."""
-        kv, valid = neighbourhood_gather(self.kv(latent), self.window)  # (B, h, w, k2, 2dh), (h, w, k2)
+        """Window keys/values of every group: ``latent (B, h, w, latent_dim)`` ->
+        ``k, v (B, gh, gw, n*n, dh)`` and an additive mask ``(gh, gw, n*n)`` for out-of-grid codes."""
+        before = self.window // 2 + (1 if self.shift else 0)
+        after = self.n - 1 - self.window // 2
+        kv, valid = window_gather(self.kv(latent), self.n, before, after)  # (B, gh, gw, n2, 2dh)
         k, v = kv.chunk(2, dim=-1)
         return k, v, (~valid).to(latent.dtype) * _mask_value(latent.dtype)
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``x (B, h*s, w*s, C)`` against the keys of its ``h x w`` codes (any band of rows of the
-        full grid, as returned by :meth:`keys` and sliced) -> ``(B, h*s, w*s, C)``."""
+        """``x (B, gh*s, gw*s, C)``: the pixels of ``gh x gw`` whole groups (padded where they
+        overhang the image) against those groups' keys (rows of :meth:`keys`, sliced)."""
         B, Hs, Ws, C = x.shape
-        s, k2, dh = self.scale, self.window**2, self.head_dim
+        s, n2, dh = self.scale, self.n**2, self.head_dim
         h, w = k.shape[1], k.shape[2]
-        assert (Hs, Ws) == (h * s, w * s), f"tokens {Hs}x{Ws} do not match latent {h}x{w} at scale {s}"
+        assert (Hs, Ws) == (h * s, w * s), f"tokens {Hs}x{Ws} do not match {h}x{w} groups at scale {s}"
         cells = x.reshape(B, h, s, w, s, C).permute(0, 1, 3, 2, 4, 5).reshape(B * h * w, s * s, C)
         q = self.q(cells).view(-1, s * s, self.heads, dh).transpose(1, 2)  # (B*h*w, heads, s*s, dh)
-        bias = self.bias.to(x.dtype).unsqueeze(0) + mask.to(x.dtype).reshape(1, h * w, 1, 1, k2).expand(
-            B, -1, -1, -1, -1).reshape(B * h * w, 1, 1, k2)  # (B*h*w, heads, s*s, k2)
-        o = _mq_attention(q, k.reshape(-1, k2, dh), v.reshape(-1, k2, dh), bias)  # (B*h*w, heads, s*s, dh)
+        bias = (self.bias.to(x.dtype) + self._tent.to(x.device, x.dtype)).unsqueeze(0) + mask.to(x.dtype).reshape(1, h * w, 1, 1, n2).expand(
+            B, -1, -1, -1, -1).reshape(B * h * w, 1, 1, n2)  # (B*h*w, heads, s*s, n2)
+        o = _mq_attention(q, k.reshape(-1, n2, dh), v.reshape(-1, n2, dh), bias)  # (B*h*w, heads, s*s, dh)
         o = self.proj(o.transpose(1, 2).reshape(-1, s * s, C))  # (B*h*w, s*s, C)
         return o.view(B, h, w, s, s, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hs, Ws, C)
 
+    def attend_rows(self, x: torch.Tensor, kvm: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                    g0: int, g1: int, height: int) -> torch.Tensor:
+        """Output for the pixel rows of groups ``[g0, g1)`` of an image of ``height`` rows:
+        ``x (B, r1 - r0, W, C)`` holds those rows (``r0, r1`` from :meth:`pixel_rows`); returns
+        the same shape."""
+        k, v, mask = kvm
+        W = x.shape[2]
+        r0, r1, top, bottom = self.pixel_rows(g0, g1, height)
+        _, _, left, right = self.pixel_rows(0, k.shape[2], W)
+        assert x.shape[1] == r1 - r0, f"attend_rows: got {x.shape[1]} rows, groups {g0}..{g1} hold {r1 - r0}"
+        if top or bottom or left or right:
+            x = F.pad(x, (0, 0, left, right, top, bottom))  # (B, (g1-g0) s, gw s, C)
+        out = self.attend(x, k[:, g0:g1], v[:, g0:g1], mask[g0:g1])
+        return out[:, top : top + r1 - r0, left : left + W]
+
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``x (B, h*s, w*s, C)``, ``latent (B, h, w, latent_dim)`` -> ``(B, h*s, w*s, C)``."""
-        return self.attend(x, *self.keys(latent))
+        kvm = self.keys(latent)
+        return self.attend_rows(x, kvm, 0, kvm[0].shape[1], x.shape[1])
 
 
 class Mlp(nn.Module):
-    """Per-token two-layer MLP with GELU."""
+    """Two-layer MLP with GELU; with ``conv=True`` a depthwise 3x3 convolution between ``fc1`` and
+    the GELU mixes each pixel with its 8 neighbours (Mix-FFN, Xie et al. 2021, SegFormer)."""
 
-    def __init__(self, dim: int, ratio: float) -> None:
+    def __init__(self, dim: int, ratio: float, conv: bool = False) -> None:
         super().__init__()
         hidden = int(dim * ratio)
         self.fc1 = nn.Linear(dim, hidden)
+        self.dwconv = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden) if conv else None
         self.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+    @property
+    def halo(self) -> int:
+        """Rows of context each side that an output row needs (0: per-token)."""
+        return 1 if self.dwconv is not None else 0
+
+    def forward(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """``x (B, H, W, C) -> (B, H - top - bottom, W, C)`` with ``crop = (top, bottom)`` rows of
+        context (given when ``x`` is a band of a larger image) dropped from the output."""
+        h = self.fc1(x)  # (B, H, W, hidden)
+        if self.dwconv is not None:
+            h = self.dwconv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, hidden)
+        top, bottom = crop
+        if top or bottom:
+            h = h[:, top : h.shape[1] - bottom]
+        return self.fc2(F.gelu(h))  # (B, H', W, C)

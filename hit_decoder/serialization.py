@@ -15,10 +15,17 @@ from .config import HiTDecoderConfig
 from .decoder import HiTDecoder
 from .fileio import atomic_path
 
-__all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "FORMAT_DECODER"]
+__all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "FORMAT_DECODER", "RETIRED_DECODER_VERSIONS"]
 
 FORMAT_DECODER = "hit-decoder/decoder"
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"
+#: Format versions whose decoder architecture this version no longer builds, and why.
+RETIRED_DECODER_VERSIONS = {
+    "1": "the v1 HiT decoder of hit-decoder 0.1 (per-cell cross-attention, depth-to-space into the MLP stages, "
+         "nearest RGB skips), which painted the code grid onto its images; hit-decoder 0.2 builds only the "
+         "seam-free v2 decoder, whose weights differ in shape and meaning. Train or fine-tune a new decoder "
+         "(hit-decoder finetune-decoder / train), or read the file with hit-decoder 0.1",
+}
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -48,8 +55,13 @@ def save_decoder(decoder: HiTDecoder, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors + metadata of a hit-decoder safetensors file, with clear errors."""
+def read_safetensors(path: str | os.PathLike, expected_format: str, version: str = "1",
+                     retired: dict[str, str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors + metadata of a hit-decoder safetensors file, with clear errors.
+
+    ``version`` is the format version this library writes; files of a ``retired`` version (with
+    the reason) or of a newer version are refused with an error that says what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -69,12 +81,28 @@ def read_safetensors(path: str | os.PathLike, expected_format: str) -> tuple[dic
             f"{path} is not a {expected_format} file (its metadata format is {meta.get('format')!r}); "
             "save it with the matching hit_decoder function"
         )
+    found = meta.get("version", "1")
+    if found != version:
+        if retired and found in retired:
+            raise ValueError(f"{path} is a {expected_format} file of format version {found}: {retired[found]}")
+        newer = found.isdigit() and version.isdigit() and int(found) > int(version)
+        raise ValueError(
+            f"{path} is a {expected_format} file of format version {found!r}, but this hit-decoder "
+            f"({_library_version()}) reads version {version}"
+            + ("; upgrade hit-decoder (pip install -U hit-decoder) to read it" if newer else "")
+        )
     return state, meta
+
+
+def _library_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def load_decoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> HiTDecoder:
     """Rebuild a decoder saved by :func:`save_decoder` (strict: every weight must match)."""
-    state, meta = read_safetensors(path, FORMAT_DECODER)
+    state, meta = read_safetensors(path, FORMAT_DECODER, _FORMAT_VERSION, RETIRED_DECODER_VERSIONS)
     config = HiTDecoderConfig.from_dict(json.loads(meta["config"]))
     decoder = HiTDecoder(config)
     missing, unexpected = decoder.load_state_dict(state, strict=False)

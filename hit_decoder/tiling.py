@@ -31,7 +31,7 @@ from fractions import Fraction
 
 import torch
 
-__all__ = ["TileGeometry", "Tile", "tile_starts", "plan_tiles", "ramp", "decode_tiled", "hit_tile_geometry", "decode_codes"]
+__all__ = ["TileGeometry", "Tile", "tile_starts", "plan_tiles", "ramp", "decode_tiled", "hit_tile_geometry", "hit_dependency", "decode_codes"]
 
 
 def _pair(name: str, value: int | Sequence[int], minimum: int) -> tuple[int, int]:
@@ -187,33 +187,79 @@ def decode_tiled(
     return canvas.div_(row_w[:, None] * col_w[None, :])  # (B, 3, H f, W f)
 
 
+def hit_dependency(config, lo: int, hi: int) -> tuple[int, int]:
+    """Codes ``[first, last]`` (inclusive) that output pixels ``lo .. hi`` (inclusive, one axis)
+    of a HiT decoder depend on: the decoder's dependency cone, traced backwards through every
+    operation (``config``: a :class:`~hit_decoder.HiTDecoderConfig` or a decoder).
+
+    Per operation, the inputs an output interval ``[a, b]`` (tokens of that stage) reads:
+    3x3 convolutions ``[a-1, b+1]``; multi-axis attention the whole super-windows of ``P = block *
+    dilation_grid`` tokens it touches (anchored at the origin); bilinear x2 ``[floor((a-1)/2),
+    floor((b+1)/2)]``; nearest x2 and depth-to-space ``[floor(a/2), floor(b/2)]``; cross-attention
+    the codes with a non-zero weight (pixel-centred: tent weights; cell: the window of the cell's
+    code). Codes of a window with a zero tent weight get exactly zero attention, so tiles need
+    not hold them.
+    """
+    cfg = getattr(config, "config", config)
+    S = cfg.num_stages
+    codes = [math.inf, -math.inf]
+
+    def read_codes(a: int, b: int, s: int) -> None:
+        r = cfg.cross_window // 2
+        if cfg.cross_attention == "pixel":  # codes j with a non-zero tent weight: |u - j| < cross_window / 2
+            u = lambda t: Fraction(2 * t + 1, 2 * s) - Fraction(1, 2)  # noqa: E731  (code coordinate of token t)
+            R = Fraction(cfg.cross_window, 2)
+            first, last = math.floor(u(a) - R) + 1, math.ceil(u(b) + R) - 1
+        else:
+            first, last = a // s - r, b // s + r
+        codes[0], codes[1] = min(codes[0], first), max(codes[1], last)
+
+    last_conv = 1 if cfg.out_conv else 0
+    feat = (lo - last_conv, hi + last_conv)  # features of the last stage read by its to-RGB head
+    rgb = (lo, hi)  # running RGB image at the current stage
+    for i in reversed(range(S)):
+        s = 2**i
+        a, b = feat
+        if i < S - 1 and cfg.has_rgb_head(i):  # a per-pixel to-RGB head
+            a, b = min(a, rgb[0]), max(b, rgb[1])
+        for _ in range(cfg.depths[i]):  # blocks, last to first
+            if cfg.is_attention_stage(i):
+                P = cfg.block_size[i] * cfg.dilation_grid[i]
+                a, b = (a // P) * P, (b // P) * P + P - 1
+            elif cfg.mlp_conv:
+                a, b = a - 1, b + 1
+        read_codes(a, b, s)
+        if i == 0:  # stage 0 embeds the codes themselves
+            codes[0], codes[1] = min(codes[0], a), max(codes[1], b)
+            break
+        if cfg.upsample_into(i) == "bilinear":
+            feat = ((a - 1) // 2, (b + 1) // 2)
+        else:
+            feat = (a // 2, b // 2)
+        if cfg.rgb_upsample == "bilinear":
+            rgb = ((rgb[0] - 1) // 2, (rgb[1] + 1) // 2)
+        else:
+            rgb = (rgb[0] // 2, rgb[1] // 2)
+    return int(codes[0]), int(codes[1])
+
+
 def hit_tile_geometry(config) -> TileGeometry:
     """Alignment and margin (codes) with which tiled decoding by a HiT decoder is exact.
 
     ``config`` is a :class:`~hit_decoder.HiTDecoderConfig` (or a decoder with ``.config``). The
     alignment is the smallest whole number of codes that every attention stage's super-window
     (``block_size * dilation_grid`` tokens at ``2**i`` tokens per code) divides; the margin is the
-    furthest the dependency cone of a tile's pixels reaches beyond the tile: each attention stage
-    widens it to whole super-windows, each stage's cross-attention reads ``cross_window // 2``
-    codes further.
+    furthest the dependency cone (:func:`hit_dependency`) of a tile's pixels reaches beyond the
+    tile, over every tile edge position modulo the alignment.
     """
-    config = getattr(config, "config", config)
+    cfg = getattr(config, "config", config)
     periods = [
-        Fraction(config.block_size[i] * config.dilation_grid[i], 2**i) for i in range(config.num_attention_stages)
+        Fraction(cfg.block_size[i] * cfg.dilation_grid[i], 2**i) for i in range(cfg.num_attention_stages)
     ]
     align = math.lcm(*(p.numerator for p in periods)) if periods else 1
-    reach = config.cross_window // 2
-
-    def widen(edge: Fraction, down: bool) -> int:
-        """How far the cone of a tile edge at ``edge`` reaches (as a code index)."""
-        for i in reversed(range(config.num_stages)):
-            if i < config.num_attention_stages:
-                p = periods[i]
-                edge = (math.floor(edge / p) if down else math.ceil(edge / p)) * p
-        return (math.floor(edge) - reach) if down else (math.ceil(edge) + reach)
-
-    left = max(s - widen(Fraction(s), True) for s in range(align))
-    right = max(widen(Fraction(e), False) - e for e in range(align))
+    f = cfg.downsample_factor
+    left = max(e - hit_dependency(cfg, e * f, e * f)[0] for e in range(align))
+    right = max(hit_dependency(cfg, e * f - 1, e * f - 1)[1] - (e - 1) for e in range(align))
     return TileGeometry(align=align, margin=max(left, right))
 
 

@@ -107,17 +107,17 @@ def test_multi_axis_attention_equals_dense_masked_attention():
 
 
 @pytest.mark.parametrize("h,w,s,k", [(3, 4, 2, 3), (2, 5, 4, 3), (4, 4, 1, 5)])
-def test_latent_cross_attention_equals_masked_dense_cross_attention(h, w, s, k):
+def test_cell_cross_attention_equals_masked_dense_cross_attention(h, w, s, k):
     torch.manual_seed(2)
     C, Cl, heads = 12, 6, 3
-    attn = LatentCrossAttention(C, Cl, heads, s, k).double()
+    attn = LatentCrossAttention(C, Cl, heads, s, k, centred=False).double()
     with torch.no_grad():
         attn.bias.normal_()
     x = torch.randn(2, h * s, w * s, C, dtype=torch.float64)
     lat = torch.randn(2, h, w, Cl, dtype=torch.float64)
     out = attn(x, lat)
-    k_, v_, m_ = attn.keys(lat)  # a band of code rows gives the same rows of the output
-    band = attn.attend(x[:, s : 2 * s], k_[:, 1:2], v_[:, 1:2], m_[1:2]) if h > 1 else out[:, :s]
+    kvm = attn.keys(lat)  # a band of code rows gives the same rows of the output
+    band = attn.attend_rows(x[:, s : 2 * s], kvm, 1, 2, h * s) if h > 1 else out[:, :s]
     torch.testing.assert_close(band, out[:, s : 2 * s] if h > 1 else out[:, :s])
 
     # dense reference: each pixel against every latent token, masked to the k x k window
@@ -138,6 +138,54 @@ def test_latent_cross_attention_equals_masked_dense_cross_attention(h, w, s, k):
         o = _dense_attention(q, kk, vv, bias, allowed.expand(heads, -1, -1))
         ref = attn.proj(o.transpose(0, 1).reshape(-1, C)).view(h * s, w * s, C)
         torch.testing.assert_close(out[bi], ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("h,w,s,k", [(3, 4, 2, 3), (2, 5, 4, 3), (4, 4, 1, 3), (3, 3, 8, 5), (1, 2, 4, 3)])
+def test_pixel_centred_cross_attention_equals_tent_weighted_dense_attention(h, w, s, k):
+    """Reference from the documented semantics: pixel row y sits at code coordinate
+    u = (y + 0.5) / s - 0.5; code j gets the weight tent(u - j) = max(0, 1 - |u - j| / (k / 2))
+    (a product over rows and columns), i.e. an additive log(tent) on the score, and the learned
+    bias entry of (position of u inside its group floor(u), offset j - floor(u) + k // 2)."""
+    torch.manual_seed(3)
+    C, Cl, heads = 12, 6, 3
+    attn = LatentCrossAttention(C, Cl, heads, s, k, centred=True).double()
+    with torch.no_grad():
+        attn.bias.normal_()
+    x = torch.randn(2, h * s, w * s, C, dtype=torch.float64)
+    lat = torch.randn(2, h, w, Cl, dtype=torch.float64)
+    out = attn(x, lat)
+
+    def axis(npix, ncode):  # per pixel and code: log weight, allowed, group-position, window entry
+        y = torch.arange(npix, dtype=torch.float64)
+        u = (y + 0.5) / s - 0.5
+        j = torch.arange(ncode, dtype=torch.float64)
+        tent = (1 - (u[:, None] - j[None]).abs() / (k / 2)).clamp_min(0)  # (npix, ncode)
+        g = torch.floor(u)
+        sub = ((u - g) * s - 0.5).round().long() if s > 1 else torch.zeros(npix, dtype=torch.long)
+        entry = (j[None] - g[:, None] + k // 2).long()  # (npix, ncode)
+        return tent, sub, entry
+
+    ty, sy, ey = axis(h * s, h)
+    tx, sx, ex = axis(w * s, w)
+    n = k + 1
+    tent = (ty[:, None, :, None] * tx[None, :, None, :]).reshape(h * s * w * s, h * w)  # (Npix, Nlat)
+    allowed = tent > 0
+    qpos = (sy[:, None] * s + sx[None, :]).reshape(-1)  # (Npix,)
+    entry = (ey[:, None, :, None] * n + ex[None, :, None, :]).reshape(h * s * w * s, h * w)
+    entry = torch.where(allowed, entry, torch.zeros_like(entry))
+    assert entry.max() < n * n and entry.min() >= 0
+    for bi in range(2):
+        q = attn.q(x[bi].reshape(-1, C)).view(-1, heads, C // heads).transpose(0, 1)
+        kk, vv = attn.kv(lat[bi].reshape(-1, Cl)).chunk(2, -1)
+        bias = attn.bias[:, qpos[:, None], entry] + tent.clamp_min(1e-300).log()  # (heads, Npix, Nlat)
+        o = _dense_attention(q, kk, vv, bias, allowed.expand(heads, -1, -1))
+        ref = attn.proj(o.transpose(0, 1).reshape(-1, C)).view(h * s, w * s, C)
+        torch.testing.assert_close(out[bi], ref, rtol=1e-10, atol=1e-10)
+    # bands of group rows give the same rows as the whole
+    kvm = attn.keys(lat)
+    gh = kvm[0].shape[1]
+    r0, r1, _, _ = attn.pixel_rows(1, gh, h * s)
+    torch.testing.assert_close(attn.attend_rows(x[:, r0:r1], kvm, 1, gh, h * s), out[:, r0:r1])
 
 
 # ----------------------------------------------------------------------------- decoder
@@ -198,7 +246,7 @@ def test_every_parameter_of_every_preset_gets_a_gradient(name):
     out.square().mean().backward()
     missing = [n for n, p in dec.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"parameters without gradient: {missing}"
-    assert dec.get_last_layer() is dec.stages[-1].to_rgb[-1].weight
+    assert dec.get_last_layer() is dec.stages[-1].to_rgb.proj.weight
 
 
 @pytest.mark.parametrize("name", list_decoders())

@@ -24,6 +24,7 @@ from hit_decoder import HiTDecoder, HiTDecoderConfig, create_decoder
 from hit_decoder.tiling import (
     decode_codes,
     decode_tiled,
+    hit_dependency,
     hit_tile_geometry,
     plan_tiles,
     ramp,
@@ -42,6 +43,9 @@ def hit():
         for p in dec.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     return dec
+
+
+V1_PARTS = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 
 
 def latent(h, w, c=8, seed=0):
@@ -77,9 +81,30 @@ def test_ramp_weights():
 def test_hit_geometry_of_presets():
     assert hit_tile_geometry(create_decoder("hit-s-f16").config) == hit_tile_geometry(create_decoder("hit-s-f16"))
     g = hit_tile_geometry(create_decoder("hit-b-f16"))
-    assert (g.align, g.margin) == (16, 16)
+    assert (g.align, g.margin) == (16, 17)
     g = hit_tile_geometry(HiTDecoderConfig(**TINY))
-    assert (g.align, g.margin) == (4, 4)  # super-windows: 2*2 tokens = 4 codes (stage 0), 4 tokens at 2x = 2 codes (stage 1)
+    assert (g.align, g.margin) == (4, 5)  # super-windows: 2*2 tokens = 4 codes (stage 0), 4 tokens at 2x = 2 codes (stage 1)
+    v1 = HiTDecoderConfig(**TINY, **V1_PARTS)
+    assert (hit_tile_geometry(v1).align, hit_tile_geometry(v1).margin) == (4, 4)
+
+
+@pytest.mark.parametrize("parts", [{}, V1_PARTS, {"mlp_conv": False, "out_conv": False}])
+def test_dependency_cone_matches_autograd(parts):
+    """hit_dependency against the gradient's support: the codes whose gradient is non-zero for one
+    output pixel column are exactly the predicted range (an independent reference: autograd)."""
+    torch.manual_seed(0)
+    dec = HiTDecoder(HiTDecoderConfig(**{**TINY, "depths": (1, 1, 2)}, **parts)).double()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    f = dec.config.downsample_factor
+    for col in (0, 5, 17, 30, 41):
+        z = latent(4, 12).requires_grad_(True)
+        dec(z)[..., col].sum().backward()
+        support = (z.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
+        first, last = hit_dependency(dec.config, col, col)
+        assert (support.min().item(), support.max().item()) == (max(0, first), min(11, last)), (col, support)
+        assert col // f - first <= hit_tile_geometry(dec.config).margin
 
 
 # ----------------------------------------------------------------------------- exactness

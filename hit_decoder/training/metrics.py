@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["to_unit_range", "psnr", "ssim", "codebook_perplexity"]
+__all__ = ["to_unit_range", "psnr", "ssim", "codebook_perplexity", "luminance", "seam_ratio", "seam_periods",
+           "seam_ratios"]
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -65,3 +66,59 @@ def codebook_perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:
     p = counts / counts.sum().clamp_min(1)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()
     return torch.exp(entropy).float()
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma of RGB images ``(B, 3, H, W)`` (or ``(3, H, W)``) -> ``(B, H, W)``; a
+    single-channel input is returned as it is."""
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"luminance: expected (B, 3, H, W) or (B, 1, H, W) images, got shape {tuple(x.shape)}")
+    x = x.double()
+    if x.shape[1] == 1:
+        return x[:, 0]
+    return 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+
+
+def seam_ratio(image: torch.Tensor, period: int) -> torch.Tensor:
+    """How strongly an image shows a grid of ``period`` pixels (anchored at pixel 0), per image.
+
+    Mean absolute luminance difference between neighbouring pixels that straddle a line of the
+    grid (columns ``x-1, x`` with ``x % period == 0``, rows alike), divided by the mean over all
+    other neighbouring pairs; rows and columns are pooled. A natural photograph scores about 1; a
+    decoder that paints its code cells or its depth-to-space pattern scores above 1 at that period.
+    ``image``: ``(B, C, H, W)`` or ``(C, H, W)`` (C = 3: RGB, luminance by Rec. 601; C = 1: used as
+    it is), any value range. Returns ``(B,)`` float64; ``nan`` where the image has no pair of one
+    kind or no variation off the grid.
+    """
+    if not isinstance(period, int) or period < 2:
+        raise ValueError(f"seam_ratio: period must be an int >= 2, got {period!r}")
+    y = luminance(image)  # (B, H, W)
+    B, H, W = y.shape
+    dx = (y[:, :, 1:] - y[:, :, :-1]).abs()  # (B, H, W-1): pair (x-1, x) for x = 1..W-1
+    dy = (y[:, 1:, :] - y[:, :-1, :]).abs()  # (B, H-1, W)
+    on_x = (torch.arange(1, W) % period == 0).to(y.device)  # (W-1,)
+    on_y = (torch.arange(1, H) % period == 0).to(y.device)  # (H-1,)
+    on_sum = dx[:, :, on_x].sum((1, 2)) + dy[:, on_y, :].sum((1, 2))
+    off_sum = dx[:, :, ~on_x].sum((1, 2)) + dy[:, ~on_y, :].sum((1, 2))
+    n_on = int(on_x.sum()) * H + int(on_y.sum()) * W
+    n_off = int((~on_x).sum()) * H + int((~on_y).sum()) * W
+    if n_on == 0 or n_off == 0:
+        return torch.full((B,), float("nan"), dtype=torch.float64)
+    off = off_sum / n_off
+    return torch.where(off > 0, (on_sum / n_on) / off, torch.full_like(off, float("nan")))
+
+
+def seam_periods(factor: int) -> list[int]:
+    """The periods worth checking for a decoder with upsampling ``factor``: 2, 4, ..., factor."""
+    out, p = [], 2
+    while p <= factor:
+        out.append(p)
+        p *= 2
+    return out
+
+
+def seam_ratios(image: torch.Tensor, factor: int) -> dict[int, torch.Tensor]:
+    """:func:`seam_ratio` at every period of :func:`seam_periods` (``{period: (B,)}``)."""
+    return {p: seam_ratio(image, p) for p in seam_periods(factor)}
