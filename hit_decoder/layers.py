@@ -90,11 +90,13 @@ def _mq_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch
     K/V head is never copied. Returns ``(N, heads, L, dh)``."""
     N, nh, L, dh = q.shape
     S = k.shape[1]
+    # Contiguous operands: gathered windows (unfold) come with a batch stride of 1, on which CPU
+    # batched matmuls run tens of times slower.
     out = F.scaled_dot_product_attention(
         q.reshape(N, 1, nh * L, dh),  # (N, 1, heads*L, dh)
-        k.unsqueeze(1),  # (N, 1, S, dh)
-        v.unsqueeze(1),
-        attn_mask=bias.reshape(-1, 1, nh * L, S),  # (N or 1, 1, heads*L, S)
+        k.unsqueeze(1).contiguous(),  # (N, 1, S, dh)
+        v.unsqueeze(1).contiguous(),
+        attn_mask=bias.reshape(-1, 1, nh * L, S).contiguous(),  # (N or 1, 1, heads*L, S)
     )
     return out.view(N, nh, L, dh)
 
