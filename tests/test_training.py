@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import hit_decoder.adapters as adapters
 from hit_decoder import load_decoder
 from hit_decoder.cli import main
 from hit_decoder.training import run_training, train_config_from_dict
@@ -191,6 +192,8 @@ def test_decoder_swap_keeps_frozen_weights_bit_identical_and_reconstructs(tmp_pa
     assert not any(k.startswith("vq.decoder.conv_in") for k in state)  # the CNN decoder is gone
     rows = read_metrics(out)
     assert rows and all("train/distill" in r for r in rows)
+    val_rows = [r for f in (out / "logs").glob("version_*/metrics.csv") for r in csv.DictReader(open(f))]
+    assert any(r.get("val/seam_p2") for r in val_rows)  # validation reports seam ratios
     assert sum(r.get("data/skipped_images", 0) for r in rows) >= 0
     result = json.loads((out / "result.json").read_text())
     assert result["batches_done"] == 6
@@ -199,6 +202,12 @@ def test_decoder_swap_keeps_frozen_weights_bit_identical_and_reconstructs(tmp_pa
     assert main(["reconstruct", "--model", result["exports"]["model"], "--images", str(images), "--out", str(recon)]) == 0
     table = (recon / "metrics.md").read_text()
     assert "one.png" in table and "mean of 6" in table and "broken.jpg" not in table
+    with open(recon / "metrics.csv") as fh:
+        header = next(csv.reader(fh))
+    seam_cols = [c for c in header if c.startswith("seam_p")]
+    f = adapters.downsample_factor(adapters.load_vqmodel(result["exports"]["model"]))
+    assert seam_cols == [f"seam_p{2 ** i}" for i in range(1, f.bit_length())]  # periods 2, 4, ..., f
+    assert all(f"seam p{c[6:]}" in table for c in seam_cols)
     assert (recon / "a" / "b" / "three.png").is_file()
     with open(recon / "metrics.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 6

@@ -36,7 +36,7 @@ from .losses import (
     reconstruction_loss,
     vq_loss,
 )
-from .metrics import codebook_perplexity, psnr, ssim, to_unit_range
+from .metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 from .models import frozen_parts, seeded
 from .perceptual import perceptual_loss
 
@@ -328,6 +328,11 @@ class StageOneModule(pl.LightningModule):
         if min(x.shape[-2:]) >= 11:
             self.log("val/ssim", ssim(a, r).mean(), sync_dist=True, batch_size=n)
         self.log("val/l1", (x - xrec).abs().mean(), sync_dist=True, batch_size=n)
+        for p in seam_periods(2 ** (int(self.vq.encoder.num_resolutions) - 1)):  # 2, 4, ..., the factor
+            seams = seam_ratio(r, p)
+            seams = seams[torch.isfinite(seams)]
+            if seams.numel():  # flat crops have no seam ratio
+                self.log(f"val/seam_p{p}", seams.mean().float(), sync_dist=True, batch_size=seams.numel())
         lp = self.perceptual
         if lp is not None and not getattr(lp, "random_backbone", True):
             self.log("val/lpips", perceptual_loss(lp, x, xrec), sync_dist=True, batch_size=n)
