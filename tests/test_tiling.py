@@ -1,15 +1,16 @@
 """Patch-wise decoding: plan geometry, blending, exactness against whole-grid decoding.
 
-Measured (random latents, randomly initialised tiny HiT decoder, grid 17x23, tiles of 7 codes,
-image values up to ~0.5), max |tiled - whole|:
+Measured (random latents, randomly initialised tiny v2 HiT decoder, grid 17x23, tiles of 7 codes,
+image values up to ~1.3), max |tiled - whole|:
 
-    margin / align of hit_tile_geometry (4 / 4)   0 (bit-identical, float32 and float64)
-      + overlap 3 (blending)                        1e-16 (float64), 6e-8 (float32)
-    margin 3 (one code short)                       2e-4
-    margin 4, unaligned contexts                    1.5e-2
-    no margin                                       1.1e-1  (3e-2 with overlap 3)
+    margin / align of hit_tile_geometry (5 / 4)   0 (bit-identical) in float32, 9e-16 in float64
+      + overlap 3 (blending)                        9e-16 (float64), 1e-7 (float32)
+    margin 4 (one code short)                       5e-5
+    margin 5, unaligned contexts                    4.7e-2
+    no margin                                       1.05  (8e-2 with overlap 3)
 
-The tests assert 1e-10 (float64) for the geometry and that the degraded settings are worse.
+The tests assert bit-identity in float32, 1e-10 (float64) for the geometry and that the degraded
+settings are worse.
 """
 
 from __future__ import annotations
@@ -142,6 +143,17 @@ def test_hit_decoder_tiled_equals_whole_with_its_geometry(hit):
     none = err()
     assert exact < 1e-10 and blended < 1e-10
     assert short > 1e-6 and unaligned > 1e-4 and none > 1e-3  # tile starts 7 = 3 mod 4: the worst case
+
+
+def test_hit_decoder_tiled_is_bit_identical_to_whole_in_float32():
+    torch.manual_seed(0)
+    dec = HiTDecoder(HiTDecoderConfig(**TINY)).eval()
+    with torch.no_grad():
+        for p in dec.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        z = latent(17, 23).float()
+        g = hit_tile_geometry(dec)
+        assert torch.equal(decode_tiled(dec, z, tile=7, margin=g.margin, align=g.align), dec(z))
 
 
 def test_decode_codes_with_a_hit_vq_model():
