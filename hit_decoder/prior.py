@@ -17,7 +17,7 @@ Files:
   ``resume=auto`` continues from it with the same data order).
 
 Configs (:class:`PriorConfig`, YAML + ``key=value`` overrides, unknown keys rejected): see
-``configs/prior/*.yaml``.
+``hit_decoder/configs/prior/*.yaml``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def validate_prior_config(cfg: PriorConfig) -> None:
 
 
 def shipped_prior_configs() -> dict[str, Any]:
-    """Shipped prior configs by name (``demo`` -> ``configs/prior/demo.yaml``)."""
+    """Shipped prior configs by name (``demo`` -> ``hit_decoder/configs/prior/demo.yaml``)."""
     root = resources.files("hit_decoder.configs") / "prior"
     return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
 
@@ -187,7 +187,7 @@ def load_prior_config(source: str | os.PathLike | None = None, overrides: list[s
         where = layers[-1][1] if layers else "overrides"
         raise ValueError(f"{where} or overrides: invalid prior config key or value {getattr(exc, 'full_key', None)!r}: "
                          f"{getattr(exc, 'msg', exc)}. Valid keys are the fields of hit_decoder.prior.PriorConfig "
-                         "(see configs/prior/*.yaml)") from None
+                         "(see hit_decoder/configs/prior/*.yaml)") from None
     cfg = OmegaConf.to_object(conf)
     validate_prior_config(cfg)
     return cfg

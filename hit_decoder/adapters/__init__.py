@@ -7,7 +7,7 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
   (``weights_only``) and strictly, without building the training loss;
 * :func:`swap_decoder` — replace its CNN decoder with a HiT decoder;
 * :class:`HiTVQModel` / :class:`HiTGumbelVQ` — taming model classes with a HiT decoder, for
-  taming-format YAMLs (``configs/taming/``) and Net2NetTransformer ``first_stage_config``;
+  taming-format YAMLs (``hit_decoder/configs/taming/``) and Net2NetTransformer ``first_stage_config``;
 * :func:`decode_indices` / :func:`encode_indices` — between images and code grids;
 * :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
