@@ -33,6 +33,7 @@ from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
 from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
 from .swap import downsample_factor, swap_decoder  # noqa: E402
+from .targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets  # noqa: E402
 
 __all__ = [
     "ensure_taming",
@@ -60,6 +61,9 @@ __all__ = [
     "resolve_model_config",
     "build_vqmodel",
     "TARGETS",
+    "ALLOWED_TARGETS",
+    "UnsupportedTargetError",
+    "check_targets",
     "describe_checkpoint",
     "format_description",
 ]

@@ -30,6 +30,7 @@ from hit_decoder.serialization import read_safetensors, strip_wrapper_prefixes
 from .checkpoints import load_state_strict
 from .loading import build_vqmodel, resolve_model_config, taming_config
 from .models import plain
+from .targets import check_targets
 
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 
@@ -37,7 +38,6 @@ FORMAT_VQMODEL = "hit-decoder/vqmodel"
 _FORMAT_VERSION = "1"
 #: taming's base learning rate for VQGANs (its main.py scales it by batch size and GPUs)
 TAMING_BASE_LR = 4.5e-6
-_SCHEDULER_PREFIX = "taming.lr_scheduler."
 
 
 def _model_state(model: VQModel) -> dict[str, torch.Tensor]:
@@ -62,11 +62,7 @@ def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cp
         config = json.loads(meta["config"])
     except (KeyError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: its metadata holds no readable model config ({exc}); re-export the file") from exc
-    resolved = resolve_model_config(config)
-    scheduler = resolved["params"].get("temperature_scheduler_config")
-    if scheduler is not None and not str(scheduler.get("target", "")).startswith(_SCHEDULER_PREFIX):
-        raise ValueError(f"{path}: temperature scheduler target {scheduler.get('target')!r} is not one of taming's "
-                         f"({_SCHEDULER_PREFIX}*); refusing to import it from file metadata")
+    resolved = resolve_model_config(config, source=f"{path} (metadata 'config')")
     model = build_vqmodel(resolved, with_loss=False)
     load_state_strict(model, state, str(path))
     return model.to(map_location).eval()
@@ -81,6 +77,7 @@ def export_taming(model: VQModel, ckpt_path: str | os.PathLike, yaml_path: str |
     config = taming_config(model)
     if lossconfig is not None:
         config["params"]["lossconfig"] = plain(lossconfig)
+        check_targets(config["params"]["lossconfig"], "lossconfig", "export_taming")
     ckpt_path, yaml_path = Path(ckpt_path), Path(yaml_path)
     with atomic_path(ckpt_path) as tmp:
         torch.save({"state_dict": _model_state(model)}, tmp)

@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.tiling import decode_codes
     from hit_decoder.training.evaluate import save_png, tensor_to_pil
 
+    if args.vqgan_config is not None:
+        adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
     info = prior_info(args.prior)  # format checks before the models are loaded
     label = _class_id(args.class_label, info["conditioning"])
     if args.model is not None:

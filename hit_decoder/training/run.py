@@ -61,6 +61,9 @@ def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
             p = Path(getattr(cfg.model, name)).expanduser()
             if not p.is_file():
                 raise FileNotFoundError(f"model.{name}: {p} does not exist")
+        from .. import adapters
+
+        adapters.resolve_model_config(cfg.model.vqgan_config)  # target allowlist, before data or models
 
 
 def _strategy(cfg: TrainConfig) -> Any:

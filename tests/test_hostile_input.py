@@ -1,0 +1,137 @@
+"""Hostile and careless input (issue 9): configs that would run code, runs and outputs that would be
+overwritten, images that would come out wrong, sizes that would exhaust memory, and mistakes that
+would end in a traceback. Every crafted file is built here, in tmp_path."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import hit_decoder.adapters as A
+from hit_decoder.cli import main
+from taming.main import instantiate_from_config
+
+DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+      "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+TINY_HIT = {"channels": [32, 16], "depths": [1, 1], "heads": [2, 2], "num_attention_stages": 1,
+            "block_size": [2], "dilation_grid": [2]}
+SCHEDULER = {"target": "taming.lr_scheduler.LambdaWarmUpCosineScheduler",
+             "params": {"warm_up_steps": 0, "max_decay_steps": 1000, "lr_start": 0.9, "lr_max": 0.9, "lr_min": 1e-6}}
+
+
+def payload(marker: Path) -> dict:
+    """What a stranger's config would hide in a taming YAML: a command that leaves ``marker`` behind."""
+    return {"target": "subprocess.call", "params": {"args": ["touch", str(marker)]}}
+
+
+def gumbel_cfg(scheduler=SCHEDULER, loss=None, target="taming.models.vqgan.GumbelVQ", **extra) -> dict:
+    params = {"embed_dim": 8, "n_embed": 16, "kl_weight": 1e-8, "ddconfig": copy.deepcopy(DD),
+              "temperature_scheduler_config": scheduler, "lossconfig": loss or {"target": "torch.nn.Identity"}, **extra}
+    return {"model": {"target": target, "params": params}}
+
+
+def write_yaml(cfg: dict, path: Path) -> Path:
+    OmegaConf.save(OmegaConf.create(cfg), path)
+    return path
+
+
+@pytest.fixture
+def evil(tmp_path):
+    """A GumbelVQ YAML whose temperature schedule runs a command, and the file that command creates."""
+    marker = tmp_path / "pwned"
+    return write_yaml(gumbel_cfg(payload(marker)), tmp_path / "evil.yaml"), marker
+
+
+# ----------------------------------------------------------------------------- 1. no code from configs
+KEY = "model.params.temperature_scheduler_config.target"
+
+
+def test_load_vqgan_refuses_targets_outside_the_allowlist_before_importing(evil, tmp_path):
+    yaml, marker = evil
+    with pytest.raises(A.UnsupportedTargetError, match=KEY.replace(".", r"\.")) as err:
+        A.load_vqgan(yaml)
+    assert "subprocess.call" in str(err.value) and not marker.exists()
+    # the loss config (built under with_loss=True), nested targets at any depth, lists
+    deep = {"target": SCHEDULER["target"], "params": {**SCHEDULER["params"], "extra": [{"x": payload(marker)}]}}
+    cases = [
+        (gumbel_cfg(loss=payload(marker)), "model.params.lossconfig.target"),
+        (gumbel_cfg(deep), "model.params.temperature_scheduler_config.params.extra[0].x.target"),
+        ({"target": "taming.models.cond_transformer.Net2NetTransformer",
+          "params": {"first_stage_config": gumbel_cfg(payload(marker))["model"]}},
+         "params.first_stage_config.params.temperature_scheduler_config.target"),
+    ]
+    for cfg, key in cases:
+        with pytest.raises(A.UnsupportedTargetError) as err:
+            A.load_vqgan(cfg, with_loss=True)
+        assert key in str(err.value), str(err.value)
+    assert not marker.exists()
+    A.load_vqgan(gumbel_cfg())  # taming's own scheduler is allowed
+
+
+def test_hit_classes_refuse_foreign_targets_when_taming_builds_them(tmp_path):
+    """taming's instantiate_from_config (e.g. a Net2NetTransformer's first stage) builds our classes
+    directly: they check their own sub-configs."""
+    marker = tmp_path / "pwned"
+    for sched, loss in ((payload(marker), None), (SCHEDULER, payload(marker))):
+        cfg = gumbel_cfg(sched, loss, target="hit_decoder.adapters.HiTGumbelVQ", decoder_config=TINY_HIT)
+        with pytest.raises(A.UnsupportedTargetError, match="subprocess.call"):
+            instantiate_from_config(cfg["model"])
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", ["swap", "reconstruct", "finetune-decoder", "sample", "train-prior"])
+def test_cli_commands_refuse_the_config_payload(command, evil, tmp_path, capsys):
+    yaml, marker = evil
+    ckpt = tmp_path / "vq.ckpt"
+    ckpt.write_bytes(b"not read: the config is refused first")
+    images = tmp_path / "images"
+    images.mkdir()
+    argv = {
+        "swap": ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
+                 "--out", str(tmp_path / "out")],
+        "reconstruct": ["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--images",
+                        str(images), "--out", str(tmp_path / "out")],
+        "finetune-decoder": ["finetune-decoder", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt),
+                             "--out-dir", str(tmp_path / "out"), "loss.perceptual_weight=0"],
+        "sample": ["sample", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--prior",
+                   str(tmp_path / "prior.safetensors"), "--size", "64", "--out", str(tmp_path / "out")],
+        "train-prior": ["train-prior", "--config", "demo", "first_stage.untrained=null",
+                        f"first_stage.taming_config={yaml}", f"out_dir={tmp_path / 'out'}"],
+    }[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert KEY in err and "subprocess.call" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "taming").exists()
+
+
+def test_exports_and_library_files_carry_only_allowed_targets(tmp_path):
+    marker = tmp_path / "pwned"
+    vq = A.load_vqgan(gumbel_cfg())
+    A.swap_decoder(vq, TINY_HIT)
+    vq.temperature_scheduler_config = payload(marker)  # e.g. copied from a config loaded elsewhere
+    with pytest.raises(A.UnsupportedTargetError, match="temperature_scheduler_config"):
+        A.export_taming(vq, tmp_path / "m.ckpt", tmp_path / "m.yaml")
+    with pytest.raises(A.UnsupportedTargetError):
+        A.save_vqmodel(vq, tmp_path / "m.safetensors")
+    assert not list(tmp_path.glob("m.*"))
+    vq.temperature_scheduler_config = SCHEDULER
+    with pytest.raises(A.UnsupportedTargetError, match="lossconfig"):
+        A.export_taming(vq, tmp_path / "m.ckpt", tmp_path / "m.yaml", lossconfig=payload(marker))
+    # a library file whose metadata was edited to carry the payload
+    from safetensors.torch import load_file, save_file
+
+    good = A.save_vqmodel(vq, tmp_path / "good.safetensors")
+    config = A.taming_config(vq)
+    config["params"]["temperature_scheduler_config"] = payload(marker)
+    save_file(load_file(str(good)), str(tmp_path / "edited.safetensors"),
+              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+    with pytest.raises(A.UnsupportedTargetError, match=r"edited\.safetensors.*params\.temperature_scheduler_config"):
+        A.load_vqmodel(tmp_path / "edited.safetensors")
+    assert not marker.exists()
