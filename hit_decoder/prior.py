@@ -116,6 +116,7 @@ class PriorConfig:
     seed: int = 0
     out_dir: str = "runs/prior"
     resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
+    overwrite: bool = False  # replace an earlier run's prior and checkpoint in out_dir (else: an error)
     conditioning: str = "unconditional"  # "unconditional" (SOS token) | "class" (class label token)
     sos_token: int = 0
     pkeep: float = 1.0  # taming's token dropout: keep this share of input codes, replace the rest at random
@@ -457,16 +458,8 @@ class PriorResult:
     checkpoint: Path | None
 
 
-def _resume_path(cfg: PriorConfig) -> Path | None:
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "auto":
-        p = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
-        return p if p.is_file() else None
-    p = Path(cfg.resume).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"resume checkpoint {p} does not exist (use resume=auto to resume only if one exists)")
-    return p
+#: what train_prior writes under out_dir; an earlier run's files are replaced only when asked
+PRIOR_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "prior.safetensors", "first_stage.safetensors")
 
 
 def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | None = None, *,
@@ -483,7 +476,9 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
     cfg = config if isinstance(config, PriorConfig) else load_prior_config(config, overrides)
     if isinstance(config, PriorConfig):
         validate_prior_config(cfg)
-    resume = _resume_path(cfg)
+    from .training.run import prepare_out_dir
+
+    resume = prepare_out_dir(cfg, PRIOR_OUTPUTS)
     out = Path(cfg.out_dir)
 
     vq, source = load_first_stage(cfg.first_stage, cfg.seed)
@@ -521,7 +516,7 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
         enable_checkpointing=False, logger=CSVLogger(save_dir=str(out), name="logs"), callbacks=[ckpt_cb, *callbacks],
         use_distributed_sampler=False, default_root_dir=str(out), num_sanity_val_steps=0,
     )
-    trainer.fit(module, ckpt_path=str(resume) if resume else None)
+    trainer.fit(module, ckpt_path=str(resume) if resume else None, weights_only=True)
 
     prior_path = save_prior(net, out / "prior.safetensors", info)
     result = PriorResult(out, prior_path, module.batches_done, module.losses, ckpt_cb.last_path)

@@ -91,6 +91,9 @@ def test_cli_commands_refuse_the_config_payload(command, evil, tmp_path, capsys)
     ckpt.write_bytes(b"not read: the config is refused first")
     images = tmp_path / "images"
     images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(images / "a.png")
     argv = {
         "swap": ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
                  "--out", str(tmp_path / "out")],
@@ -135,3 +138,75 @@ def test_exports_and_library_files_carry_only_allowed_targets(tmp_path):
     with pytest.raises(A.UnsupportedTargetError, match=r"edited\.safetensors.*params\.temperature_scheduler_config"):
         A.load_vqmodel(tmp_path / "edited.safetensors")
     assert not marker.exists()
+
+
+# ----------------------------------------------------------------------------- 3. 16-bit images
+def test_16_bit_png_is_scaled_by_bit_depth_not_by_its_own_range(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from hit_decoder.training.data import load_rgb
+
+    for value, expected in ((65535, 255), (0, 0), (32896, 128)):
+        path = tmp_path / f"v{value}.png"
+        Image.fromarray(np.full((4, 5), value, dtype=np.uint16)).save(path)
+        with Image.open(path) as check:
+            assert check.mode.startswith("I")  # a real 16-bit PNG
+        arr = np.asarray(load_rgb(path))
+        assert arr.shape == (4, 5, 3) and (arr == expected).all(), (value, arr.min(), arr.max())
+    ramp = tmp_path / "ramp.png"
+    Image.fromarray(np.array([[1000, 2000]], dtype=np.uint16)).save(ramp)  # dark: must stay dark
+    assert np.asarray(load_rgb(ramp)).max() == round(2000 / 65535 * 255)
+
+
+# ----------------------------------------------------------------------------- 7. symlinks, file modes
+def test_symlinked_images_and_folder_loops_count_each_image_once(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from hit_decoder.training.data import list_images
+
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "sub" / "a.png")
+    Image.new("RGB", (8, 8)).save(root / "b.png")
+    os.symlink(root, root / "sub" / "loop")  # a loop back to the top
+    os.symlink(root / "sub", root / "again")  # a second name for a folder
+    os.symlink(root / "b.png", root / "sub" / "b_link.png")  # a second name for a file
+    found = list_images(root)
+    assert sorted(os.path.realpath(p) for p in found) == sorted(
+        os.path.realpath(p) for p in (root / "sub" / "a.png", root / "b.png"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "c.png")
+    os.symlink(outside, root / "linked")  # links into other folders are still followed
+    assert len(list_images(root)) == 3
+
+
+def test_atomic_files_respect_the_umask(tmp_path):
+    import os
+
+    from hit_decoder.fileio import atomic_path
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+        os.umask(0o077)
+        with atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_non_integer_grid_shapes_are_rejected():
+    from hit_decoder.sampling import grid_shape_for
+
+    with pytest.raises(ValueError, match="16.5"):
+        grid_shape_for((16.5, 16), 1)
+    with pytest.raises(ValueError, match="positive int"):
+        grid_shape_for((True, 16), 1)
+    assert grid_shape_for((32, 64), 4) == (8, 16)

@@ -21,6 +21,7 @@ ensure_taming()
 
 from .checkpoints import (  # noqa: E402  (taming must be importable first)
     UnsafeCheckpointError,
+    check_weights_only,
     extract_state_dict,
     first_stage_state,
     load_checkpoint_state,
@@ -45,6 +46,7 @@ __all__ = [
     "first_stage_state",
     "load_state_strict",
     "UnsafeCheckpointError",
+    "check_weights_only",
     "swap_decoder",
     "downsample_factor",
     "resolve_decoder_config",

@@ -43,6 +43,7 @@ __all__ = [
     "first_stage_state",
     "load_state_strict",
     "FIRST_STAGE_PREFIX",
+    "check_weights_only",
 ]
 
 FIRST_STAGE_PREFIX = "first_stage_model."
@@ -207,6 +208,28 @@ def read_checkpoint(path: str | os.PathLike, *, allow_unsafe_pickle: bool = Fals
             f"(torch.load(weights_only=True)) cannot read ({_reason(refusal)}). {_UNSAFE_HINT}"
         ) from refusal
     return LoadedCheckpoint(path, container, _torch_load(path, False, container), unpickled_unsafely=True)
+
+
+def check_weights_only(path: str | os.PathLike, what: str) -> Path:
+    """``path`` must be a torch checkpoint that ``torch.load(weights_only=True)`` reads as it is (what
+    Lightning does when it resumes): an empty, truncated or foreign file, or one that needs full
+    unpickling, is an error naming ``what`` (the option) before anything else starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist (or is not a file)")
+    container = _container(path)
+    if container == "safetensors":
+        raise ValueError(f"{what}: {path} is a safetensors file; resuming needs the Lightning checkpoint a run wrote "
+                         "(out_dir/checkpoints/last.ckpt)")
+    try:
+        _torch_load(path, True, container)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"{what}: {path} cannot be read with torch.load(weights_only=True) ({_reason(exc)}); runs resume only "
+            "from checkpoints that load without running code from the file, such as the last.ckpt a hit-decoder "
+            "run wrote. Start without resume instead."
+        ) from exc
+    return path
 
 
 def extract_state_dict(payload: Any, source: str | os.PathLike = "checkpoint") -> dict[str, torch.Tensor]:

@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier outputs in --out (default: refuse to touch them)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +69,20 @@ def _class_id(label: str | None, conditioning: dict) -> int | None:
     return k
 
 
+def _earlier_samples(out) -> list[str]:  # noqa: ANN001 (Path)
+    """An earlier ``sample`` run's files in ``out``: samples.json and the samples it lists."""
+    import json
+
+    summary = out / "samples.json"
+    if not summary.is_file():
+        return []
+    try:
+        stems = [str(s) for s in json.loads(summary.read_text()).get("samples", [])]
+    except (ValueError, AttributeError):
+        stems = []
+    return ["samples.json", *(f"{s}{ext}" for s in stems for ext in (".png", ".npy"))]
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import secrets
@@ -83,12 +99,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hit_decoder import adapters
-    from hit_decoder.fileio import atomic_path
+    from hit_decoder.fileio import atomic_path, claim_outputs
     from hit_decoder.prior import load_prior, prior_info
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
     from hit_decoder.tiling import decode_codes
     from hit_decoder.training.evaluate import save_png, tensor_to_pil
 
+    same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
+    claim_outputs(args.out, _earlier_samples(Path(args.out)) + same_seed, overwrite=args.overwrite, what="--out",
+                  how="pass --overwrite to replace them, or choose another --out")
     if args.vqgan_config is not None:
         adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
     info = prior_info(args.prior)  # format checks before the models are loaded

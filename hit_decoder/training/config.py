@@ -144,6 +144,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/hit-vqgan"
     resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
+    overwrite: bool = False  # replace an earlier run's checkpoint and exports in out_dir (else: an error)
     export: bool = True  # library-format and taming-format export at the end
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, claim_outputs
 from .data import _UNREADABLE, _resize_shorter, _to_tensor, list_images, load_rgb
 from .evaluate import save_png, tensor_to_pil
 from .metrics import psnr, ssim, to_unit_range
 
-__all__ = ["ReconstructionReport", "reconstruct_folder"]
+__all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,21 @@ class ReconstructionReport:
             lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {s} |")
         lines.append(f"| **mean of {len(self.rows)}** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** |")
         return "\n".join(lines)
+
+
+def claim_reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool) -> None:
+    """Before reconstructing: ``out_dir`` must not hold an earlier run's metrics or a PNG this run
+    would write, unless ``overwrite`` (then those, and the PNGs the earlier metrics.csv lists, are
+    removed first, so no stale reconstruction is left looking current)."""
+    root, out = Path(images), Path(out_dir)
+    names = ["metrics.csv", "metrics.md", *(str(p.relative_to(root).with_suffix(".png")) for p in list_images(root))]
+    earlier = out / "metrics.csv"
+    if overwrite and earlier.is_file():
+        with open(earlier, newline="") as fh:
+            names += [str(Path(row.get("image") or "").with_suffix(".png")) for row in csv.DictReader(fh)
+                      if row.get("image") and not Path(row["image"]).is_absolute() and ".." not in Path(row["image"]).parts]
+    claim_outputs(out, names, overwrite=overwrite, what="--out",
+                  how="pass --overwrite to replace them, or choose another --out")
 
 
 @torch.no_grad()
