@@ -117,7 +117,7 @@ def test_class_conditional_prior_from_an_image_folder(tmp_path, photo_dir):
             "--size", "24x28", "--seed", "1", "--out", str(samples)]
     assert main(base + ["--class", name]) == 0
     by_name = np.load(samples / "s1_000.npy")
-    assert main(base + ["--class", "1"]) == 0
+    assert main(base + ["--class", "1", "--overwrite"]) == 0  # same seed, same names: asked to replace
     assert np.array_equal(np.load(samples / "s1_000.npy"), by_name)
     assert main(base) == 2  # class-conditional prior without --class
 

@@ -28,7 +28,7 @@ from .checkpoints import (  # noqa: E402  (taming must be importable first)
     load_state_strict,
     read_checkpoint,
 )
-from .codes import codebook_size, decode_indices, encode_indices  # noqa: E402
+from .codes import codebook_fingerprint, codebook_size, decode_indices, encode_indices  # noqa: E402
 from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
 from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
@@ -53,6 +53,7 @@ __all__ = [
     "decode_indices",
     "encode_indices",
     "codebook_size",
+    "codebook_fingerprint",
     "HiTVQModel",
     "HiTGumbelVQ",
     "save_vqmodel",

@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from taming.models.vqgan import VQModel
 
 from hit_decoder.fileio import atomic_path
+from hit_decoder.metadata import check_weights_fit, metadata_json
 from hit_decoder.serialization import read_safetensors, strip_wrapper_prefixes
 
 from .checkpoints import load_state_strict
@@ -58,11 +59,9 @@ def save_vqmodel(model: VQModel, path: str | os.PathLike) -> Path:
 def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQModel:
     """Rebuild a model saved by :func:`save_vqmodel` (strict: every weight must match); eval mode."""
     state, meta = read_safetensors(path, FORMAT_VQMODEL)
-    try:
-        config = json.loads(meta["config"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: its metadata holds no readable model config ({exc}); re-export the file") from exc
+    config = metadata_json(meta, "config", path)
     resolved = resolve_model_config(config, source=f"{path} (metadata 'config')")
+    check_weights_fit(lambda: build_vqmodel(resolved, with_loss=False), state, path, ("loss.",))
     model = build_vqmodel(resolved, with_loss=False)
     load_state_strict(model, state, str(path))
     return model.to(map_location).eval()
