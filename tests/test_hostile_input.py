@@ -210,3 +210,92 @@ def test_non_integer_grid_shapes_are_rejected():
     with pytest.raises(ValueError, match="positive int"):
         grid_shape_for((True, 16), 1)
     assert grid_shape_for((32, 64), 4) == (8, 16)
+
+
+# ----------------------------------------------------------------------------- 2. no lost runs or outputs
+@pytest.fixture
+def vq_files(tmp_path):
+    """A tiny taming VQModel as taming ships one (YAML + .ckpt) and a folder with one photograph."""
+    from PIL import Image
+
+    cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": 8, "n_embed": 16, "ddconfig": copy.deepcopy(DD), "lossconfig": {"target": "torch.nn.Identity"}}}}
+    yaml = write_yaml(cfg, tmp_path / "vq.yaml")
+    ckpt = tmp_path / "vq.ckpt"
+    torch.save({"state_dict": A.load_vqgan(yaml).state_dict()}, ckpt)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(images / "a.png")
+    return yaml, ckpt, images
+
+
+def test_train_and_train_prior_refuse_to_replace_a_finished_run(tmp_path, capsys):
+    from hit_decoder.training import run_training
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"the earlier run")
+    with pytest.raises(FileExistsError, match="resume=auto.*overwrite=true"):
+        run_training("demo", [f"out_dir={run}", "trainer.max_batches=1"])
+    assert main(["train-prior", "--config", "demo", f"out_dir={run}", "trainer.max_batches=1"]) == 2
+    assert "checkpoints/last.ckpt" in capsys.readouterr().err
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"the earlier run"
+    with pytest.raises(ValueError, match="contradict"):
+        run_training("demo", [f"out_dir={run}", "resume=auto", "overwrite=true"])
+
+
+def test_swap_reconstruct_refuse_earlier_outputs_and_overwrite_leaves_nothing_stale(vq_files, tmp_path, capsys):
+    yaml, ckpt, images = vq_files
+    out = tmp_path / "swapped"
+    decoder = write_yaml(TINY_HIT, tmp_path / "tiny_hit.yaml")
+    swap = ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", str(decoder), "--out", str(out)]
+    assert main(swap) == 0
+    first = (out / "model.safetensors").read_bytes()
+    assert main(swap + ["--seed", "1"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.safetensors").read_bytes() == first
+    assert main(swap + ["--seed", "1", "--format", "library", "--overwrite"]) == 0
+    assert (out / "model.safetensors").read_bytes() != first
+    assert not (out / "taming" / "model.ckpt").exists()  # the earlier taming export would look current
+    recon = ["reconstruct", "--model", str(out / "model.safetensors"), "--images", str(images), "--out", str(tmp_path / "r")]
+    assert main(recon) == 0
+    (images / "a.png").rename(images / "b.png")
+    assert main(recon) == 2 and "metrics.csv" in capsys.readouterr().err
+    assert main(recon + ["--overwrite"]) == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["b.png", "metrics.csv", "metrics.md"]
+
+
+# ----------------------------------------------------------------------------- 4. memory
+def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_files, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from hit_decoder import create_decoder, load_decoder, save_decoder
+
+    yaml, ckpt, _ = vq_files
+    lib = A.save_vqmodel(A.swap_decoder(A.load_vqgan(yaml, ckpt), TINY_HIT), tmp_path / "m.safetensors")
+    config = A.taming_config(A.load_vqmodel(lib))
+    config["params"]["n_embed"] = 20_000_000  # would allocate 640 MB of codebook before any check
+    save_file(load_file(str(lib)), str(tmp_path / "big.safetensors"),
+              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+    with pytest.raises(ValueError, match=r"big\.safetensors.*do not fit.*quantize\.embedding\.weight"):
+        A.load_vqmodel(tmp_path / "big.safetensors")
+    dec = save_decoder(create_decoder("hit-s-f16", z_channels=4), tmp_path / "d.safetensors")
+    cfg = create_decoder("hit-s-f16", z_channels=4).config.to_dict()
+    for meta, msg in (({"config": json.dumps({**cfg, "channels": [100_000] * len(cfg["channels"])})}, "do not fit"),
+                      ({"config": "{not json"}, r"d2\.safetensors.*'config'.*not valid JSON"),
+                      ({}, r"d2\.safetensors.*'config'.*missing")):
+        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", **meta})
+        with pytest.raises(ValueError, match=msg):
+            load_decoder(tmp_path / "d2.safetensors")
+
+
+def test_sample_refuses_a_size_that_cannot_fit_in_memory():
+    from hit_decoder.commands.sample import available_memory, check_memory
+
+    if available_memory() is None:
+        pytest.skip("no /proc/meminfo")
+    with pytest.raises(MemoryError, match="smaller --size"):
+        check_memory((400_000, 400_000), 1, None, 64)
+    with pytest.raises(MemoryError, match="--tile"):
+        side = int((available_memory() / 24 / 2) ** 0.5)  # the canvas fits, the whole decode does not
+        check_memory((side, side), 1, None, 64)
+    check_memory((side, side), 1, 512, 64)

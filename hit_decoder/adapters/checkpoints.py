@@ -127,7 +127,7 @@ def _container(path: Path) -> str:
     raise _corrupt(path, "it is neither a torch.save file (zip or legacy pickle) nor a safetensors file")
 
 
-_REFUSAL_MARKERS = ("GLOBAL", "global", "Can only", "allowlist", "Trying to call reduce")
+_REFUSAL_MARKERS = ("GLOBAL", "global", "Can only", "allowlist", "Trying to call reduce", "is blocked")
 
 
 def _reason(exc: BaseException) -> str:
@@ -136,13 +136,14 @@ def _reason(exc: BaseException) -> str:
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    named = [ln for ln in lines if any(m in ln for m in _REFUSAL_MARKERS)]  # the line naming the refused global
+    return (named or lines or [type(exc).__name__])[0]
 
 
 def _is_refusal(exc: BaseException, container: str) -> bool:
     """Did the restricted unpickler refuse a valid pickle (rather than choke on damaged bytes)? A zip
     archive is CRC-checked, so its pickle is intact; for legacy files the message decides."""
-    return container == "torch-zip" or any(m in _reason(exc) for m in _REFUSAL_MARKERS)
+    return container == "torch-zip" or any(m in str(exc) for m in _REFUSAL_MARKERS)
 
 
 _DAMAGE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError,

@@ -110,12 +110,13 @@ def check_decoder_fits(cfg: HiTDecoderConfig, z_channels: int, factor: int, out_
 
 
 def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDecoderConfig, z_channels: int,
-                           factor: int, out_channels: int | None = None, **overrides: Any) -> HiTDecoderConfig:
+                           factor: int, out_channels: int | None = None, /, **overrides: Any) -> HiTDecoderConfig:
     """The decoder config for a VQ model with the given interface.
 
     The interface fields ``z_channels`` and ``out_channels`` are filled in from the model when the
     spec is a preset name or a mapping without them; a spec that sets them differently, or that
-    upsamples by the wrong factor, raises ``ValueError`` saying what would fit.
+    upsamples by the wrong factor, raises ``ValueError`` saying what would fit. The model's values
+    are positional-only, so ``overrides`` may name ``z_channels`` too (checked like any other spec).
     """
     interface = {"z_channels": z_channels, **({} if out_channels is None else {"out_channels": out_channels})}
     label = repr(str(spec)) if isinstance(spec, (str, os.PathLike)) else "config"

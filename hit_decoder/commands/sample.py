@@ -69,6 +69,37 @@ def _class_id(label: str | None, conditioning: dict) -> int | None:
     return k
 
 
+def available_memory() -> int | None:
+    """Bytes the OS reports as available (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(size: tuple[int, int], batch: int, tile_px: int | None, channels: int) -> None:
+    """Refuse up front (before sampling) a size whose decode cannot fit in memory: the float image
+    canvas and blend weights (B x H x W x 24 bytes) always, plus, without --tile, the decoder's
+    per-pixel activations at full resolution (about 3 x its last-stage channels floats per pixel)."""
+    h, w = size
+    canvas = batch * h * w * 24
+    whole = 0 if tile_px else batch * h * w * channels * 4 * 3
+    free = available_memory()
+    if free is None or canvas + whole <= free:
+        return
+    gb = 1024**3
+    if canvas > free:
+        raise MemoryError(f"--size {h}x{w} x --batch {batch} needs about {canvas / gb:.1f} GB for the image alone, "
+                          f"but {free / gb:.1f} GB of memory is available: choose a smaller --size or --batch")
+    raise MemoryError(f"--size {h}x{w} x --batch {batch} needs about {(canvas + whole) / gb:.1f} GB to decode in one "
+                      f"piece, but {free / gb:.1f} GB of memory is available: decode in tiles with --tile "
+                      "(e.g. --tile 512), or choose a smaller --size")
+
+
 def _earlier_samples(out) -> list[str]:  # noqa: ANN001 (Path)
     """An earlier ``sample`` run's files in ``out``: samples.json and the samples it lists."""
     import json
@@ -127,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         if args.tile < f or args.tile % f:
             raise ValueError(f"--tile {args.tile} must be a positive multiple of the model's factor {f} (pixels)")
         tile = args.tile // f
+    dec = vq.decoder
+    check_memory(args.size, args.batch, args.tile,
+                 dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
     prior = load_prior(args.prior, vq, map_location=args.device)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
