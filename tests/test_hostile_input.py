@@ -299,3 +299,115 @@ def test_sample_refuses_a_size_that_cannot_fit_in_memory():
         side = int((available_memory() / 24 / 2) ** 0.5)  # the canvas fits, the whole decode does not
         check_memory((side, side), 1, None, 64)
     check_memory((side, side), 1, 512, 64)
+
+
+# ----------------------------------------------------------------------------- 5./6. errors, not tracebacks
+def test_cli_mistakes_are_one_line_errors_with_exit_code_2(vq_files, tmp_path, capsys):
+    import argparse
+
+    yaml, ckpt, images = vq_files
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
+          "--override", "z_channels=4", "--out", str(tmp_path / "o")], "z_channels"),
+        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16", "--out", str(a_file)],
+         "--out"),
+        (["sample", "--model", str(tmp_path / "m.safetensors"), "--prior", str(tmp_path / "p.safetensors"),
+          "--size", "64", "--out", str(a_file)], "--out"),
+        (["train", "--config", "demo", f"out_dir={a_file}"], "out_dir"),
+    ]
+    (tmp_path / "zero.ckpt").write_bytes(b"")
+    torch.save({"state_dict": {}, "x": argparse.Namespace()}, tmp_path / "legacy.ckpt", _use_new_zipfile_serialization=False)
+    for resume, msg in (("zero.ckpt", "empty"), ("legacy.ckpt", "weights_only")):
+        cases.append((["train", "--config", "demo", f"out_dir={tmp_path / 'run'}", f"resume={tmp_path / resume}"], msg))
+    for argv, msg in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ValueError):  # --debug re-raises
+        main(["--debug", "train", "--config", "demo", f"out_dir={a_file}"])
+
+
+def test_legacy_pickle_needing_full_unpickling_is_not_called_corrupt(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.getcwd, ())
+
+    path = tmp_path / "legacy.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": Payload()}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(A.UnsafeCheckpointError, match="needs full unpickling") as err:
+        A.read_checkpoint(path)
+    assert "corrupt" not in str(err.value)
+
+
+def test_data_size_and_validation_images_are_checked_at_start_up(tmp_path):
+    from PIL import Image
+
+    from hit_decoder.training import run_training
+
+    with pytest.raises(ValueError, match=r"data\.size=90 is not a multiple of the model's downsampling factor"):
+        run_training("demo", [f"out_dir={tmp_path / 'a'}", "data.size=90", "trainer.max_batches=1"])
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64)).save(train / f"{i}.png")
+    (val / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(ValueError, match=r"data\.val.*none of the 1 validation images"):
+        run_training("demo", [f"out_dir={tmp_path / 'b'}", f"data.train={train}", f"data.val={val}",
+                              "trainer.max_batches=1"])
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+# ----------------------------------------------------------------------------- prior metadata and codebook
+def _prior(make_vq, tmp_path, **edit):
+    from hit_decoder.prior import _first_stage_summary, build_prior, save_prior
+
+    vq = make_vq()
+    gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}
+    info = {"gpt": gpt, "conditioning": {"kind": "unconditional", "sos_token": 0}, "window": [4, 4],
+            "first_stage": {**_first_stage_summary(vq), "source": "test"}}
+    for key, value in edit.items():
+        info[key] = value(info[key]) if callable(value) else value
+    return save_prior(build_prior(vq, gpt, info["conditioning"]), tmp_path / "prior.safetensors", info)
+
+
+def test_prior_metadata_and_codebook_fingerprint(vq_files, tmp_path):
+    from hit_decoder.prior import load_prior
+
+    yaml, ckpt, _ = vq_files
+    trained, other = (lambda: A.load_vqgan(yaml, ckpt)), (lambda: A.load_vqgan(yaml))  # other: same size, other codes
+    load_prior(_prior(trained, tmp_path), trained())
+    with pytest.raises(ValueError, match=r"prior\.safetensors.*another codebook"):
+        load_prior(_prior(trained, tmp_path), other())
+    old = _prior(trained, tmp_path, first_stage=lambda fs: {k: v for k, v in fs.items() if k != "codebook_sha256"})
+    with pytest.warns(UserWarning, match="no codebook fingerprint"):
+        load_prior(old, other())
+    for edit, msg in (({"gpt": lambda g: {**g, "bias": True}}, "section 'gpt'"),
+                      ({"first_stage": {"codebook_size": 16}}, "section 'first_stage'"),
+                      ({"window": [4.5, 4]}, "window")):
+        with pytest.raises(ValueError, match=rf"prior\.safetensors.*{msg}"):
+            load_prior(_prior(trained, tmp_path, **edit), trained())
+
+
+# ----------------------------------------------------------------------------- 7. source layout = package layout
+def test_checkout_root_imports_the_same_package_as_an_install(tmp_path):
+    """Python started in the checkout root imports ``hit_decoder`` from the source folder, which must
+    therefore hold everything the installed package holds (adapters, shipped configs)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert all(src == name.replace(".", "/") for name, src in setup.get("package-dir", {}).items())
+    assert all((root / name.replace(".", "/")).is_dir() for name in setup["packages"])
+    code = ("import hit_decoder, hit_decoder.adapters\nfrom hit_decoder import list_decoders\n"
+            "from hit_decoder.training.config import shipped_train_configs\n"
+            "print(hit_decoder.__file__); print(list_decoders()); print(sorted(shipped_train_configs()))")
+    res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert lines[0].startswith(str(root / "hit_decoder")) and "hit-b-f16" in lines[1] and "demo" in lines[2]
