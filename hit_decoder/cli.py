@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pickle
 import pkgutil
 import sys
 
@@ -16,11 +17,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="HiT transformer decoders for VQGAN / VQ-VAE models (taming-transformers).",
     )
     parser.add_argument("--version", action="version", version=f"hit-decoder {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
+    for command in sub.choices.values():  # --debug also after the command name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback of an error")
     return parser
+
+
+#: failures that bad input (files, options, configs) causes: one line and exit code 2, no traceback
+EXPECTED_ERRORS = (ValueError, OSError, KeyError, RuntimeError, MemoryError, pickle.UnpicklingError)
+EXIT_BAD_INPUT = 2
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (multi-line details joined with ' | ')."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(parts) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
-        print(f"hit-decoder {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except EXPECTED_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"hit-decoder {args.command}: error: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

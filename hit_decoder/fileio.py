@@ -5,10 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "output_folder", "claim_outputs"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -21,6 +27,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would give 0666 & ~umask
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -29,3 +36,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def output_folder(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as an output folder: an existing *file* there is an error naming ``what`` (the option)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what}: {path} is an existing file, not a folder; give the path of a new or existing folder")
+    return path
+
+
+def claim_outputs(folder: str | os.PathLike, patterns: Iterable[str], *, overwrite: bool, what: str, how: str) -> None:
+    """Refuse to replace earlier outputs in ``folder`` unless ``overwrite``: files matching ``patterns``
+    (globs relative to ``folder``) are an error naming them and ``how`` to proceed. With ``overwrite``
+    they are removed first, so none of them can survive a failed run looking current."""
+    folder = output_folder(folder, what)
+    found = sorted({p for pat in patterns for p in folder.glob(pat) if p.is_file() or p.is_symlink()})
+    if not found:
+        return
+    if not overwrite:
+        shown = ", ".join(str(p.relative_to(folder)) for p in found[:5]) + (
+            f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise FileExistsError(f"{what}: {folder} already holds earlier outputs ({shown}); {how}")
+    for p in found:
+        p.unlink()

@@ -17,7 +17,7 @@ Files:
   ``resume=auto`` continues from it with the same data order).
 
 Configs (:class:`PriorConfig`, YAML + ``key=value`` overrides, unknown keys rejected): see
-``configs/prior/*.yaml``.
+``hit_decoder/configs/prior/*.yaml``.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class PriorConfig:
     seed: int = 0
     out_dir: str = "runs/prior"
     resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
+    overwrite: bool = False  # replace an earlier run's prior and checkpoint in out_dir (else: an error)
     conditioning: str = "unconditional"  # "unconditional" (SOS token) | "class" (class label token)
     sos_token: int = 0
     pkeep: float = 1.0  # taming's token dropout: keep this share of input codes, replace the rest at random
@@ -152,7 +153,7 @@ def validate_prior_config(cfg: PriorConfig) -> None:
 
 
 def shipped_prior_configs() -> dict[str, Any]:
-    """Shipped prior configs by name (``demo`` -> ``configs/prior/demo.yaml``)."""
+    """Shipped prior configs by name (``demo`` -> ``hit_decoder/configs/prior/demo.yaml``)."""
     root = resources.files("hit_decoder.configs") / "prior"
     return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
 
@@ -187,7 +188,7 @@ def load_prior_config(source: str | os.PathLike | None = None, overrides: list[s
         where = layers[-1][1] if layers else "overrides"
         raise ValueError(f"{where} or overrides: invalid prior config key or value {getattr(exc, 'full_key', None)!r}: "
                          f"{getattr(exc, 'msg', exc)}. Valid keys are the fields of hit_decoder.prior.PriorConfig "
-                         "(see configs/prior/*.yaml)") from None
+                         "(see hit_decoder/configs/prior/*.yaml)") from None
     cfg = OmegaConf.to_object(conf)
     validate_prior_config(cfg)
     return cfg
@@ -244,20 +245,66 @@ def save_prior(net: nn.Module, path: str | os.PathLike, info: dict[str, Any]) ->
     return path
 
 
+_INFO_KEYS = {"gpt": {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "embd_pdrop", "resid_pdrop",
+                       "attn_pdrop"},
+              "first_stage": {"codebook_size", "downsample_factor", "source", "file", "codebook_sha256"}}
+_CONDITIONING_KEYS = {"unconditional": {"kind", "sos_token"}, "class": {"kind", "n_classes", "class_names"}}
+_REQUIRED = {"gpt": {"vocab_size", "block_size", "n_layer", "n_head", "n_embd"},
+             "first_stage": {"codebook_size", "downsample_factor"}}
+
+
+def _check_info(info: Any, path: Any) -> dict[str, Any]:
+    """Prior metadata, checked key by key: edited or foreign metadata is an error naming the file and key."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{path}: prior metadata 'info' {what}; the file was edited or not written by "
+                          "hit_decoder.prior.save_prior — train or export the prior again")
+
+    if not isinstance(info, dict):
+        raise bad(f"is a {type(info).__name__}, expected a JSON object")
+    expected = {"gpt", "conditioning", "window", "first_stage"}
+    if set(info) != expected:
+        raise bad(f"has keys {sorted(info)}, expected {sorted(expected)}")
+    for section, allowed in _INFO_KEYS.items():
+        part = info[section]
+        if not isinstance(part, dict) or set(part) - allowed or _REQUIRED[section] - set(part):
+            keys = sorted(part) if isinstance(part, dict) else type(part).__name__
+            raise bad(f"section {section!r} has {keys}; allowed keys {sorted(allowed)}, required {sorted(_REQUIRED[section])}")
+    for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        if not isinstance(info["gpt"][key], int) or isinstance(info["gpt"][key], bool) or info["gpt"][key] < 1:
+            raise bad(f"gpt.{key} = {info['gpt'][key]!r} is not a positive integer")
+    cond = info["conditioning"]
+    kind = cond.get("kind") if isinstance(cond, dict) else None
+    if kind not in _CONDITIONING_KEYS or set(cond) - _CONDITIONING_KEYS[kind]:
+        raise bad(f"section 'conditioning' is {cond!r}; expected kind 'unconditional' (sos_token) or 'class' "
+                  "(n_classes, class_names)")
+    window = info["window"]
+    if not (isinstance(window, list) and len(window) == 2 and all(isinstance(v, int) and v >= 1 for v in window)):
+        raise bad(f"window = {window!r} is not two positive integers")
+    return info
+
+
 def prior_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The metadata of a prior file: ``gpt``, ``conditioning``, ``window``, ``first_stage``."""
+    """The metadata of a prior file: ``gpt``, ``conditioning``, ``window``, ``first_stage`` (checked)."""
     from safetensors import safe_open
 
     from .serialization import read_safetensors
 
     read_safetensors(path, FORMAT_PRIOR)  # existence / format checks with clear errors
     with safe_open(str(path), framework="pt") as f:
-        return json.loads(f.metadata()["info"])
+        meta = f.metadata()
+    try:
+        info = json.loads(meta["info"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: prior metadata 'info' is missing or not valid JSON ({exc}); the file was edited "
+                         "or not written by hit_decoder.prior.save_prior — train or export the prior again") from None
+    return _check_info(info, path)
 
 
 def load_prior(path: str | os.PathLike, first_stage: nn.Module, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a prior saved by :func:`save_prior` over ``first_stage`` (strict weight loading; the
-    first stage must have the codebook size and downsampling factor the prior was trained on)."""
+    first stage must have the codebook the prior was trained on: same size, factor and code vectors)."""
+    import warnings
+
     from .serialization import read_safetensors
 
     state, _ = read_safetensors(path, FORMAT_PRIOR)
@@ -269,6 +316,15 @@ def load_prior(path: str | os.PathLike, first_stage: nn.Module, map_location: st
                 f"{path} was trained on codes of a first stage with {key}={expected[key]}, but the given model "
                 f"has {key}={got[key]}; sample with the VQ model the prior was trained on"
             )
+    if "codebook_sha256" not in expected:
+        warnings.warn(f"{path} records no codebook fingerprint (written before it was recorded): cannot check that "
+                      "the given VQ model has the codebook the prior was trained on", stacklevel=2)
+    elif expected["codebook_sha256"] != got["codebook_sha256"]:
+        raise ValueError(
+            f"{path} was trained on the codes of another codebook (sha256 {expected['codebook_sha256'][:12]}..., the "
+            f"given model's is {got['codebook_sha256'][:12]}...): same size, different code vectors, so its tokens "
+            f"would decode to other images; sample with the VQ model the prior was trained on ({expected.get('source')})"
+        )
     net = build_prior(first_stage, info["gpt"], info["conditioning"])
     missing, unexpected = net.transformer.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("attn.mask")]
@@ -277,10 +333,11 @@ def load_prior(path: str | os.PathLike, first_stage: nn.Module, map_location: st
     return net.to(map_location).eval()
 
 
-def _first_stage_summary(vq: nn.Module) -> dict[str, int]:
+def _first_stage_summary(vq: nn.Module) -> dict[str, Any]:
     from . import adapters
 
-    return {"codebook_size": adapters.codebook_size(vq.quantize), "downsample_factor": adapters.downsample_factor(vq)}
+    return {"codebook_size": adapters.codebook_size(vq.quantize), "downsample_factor": adapters.downsample_factor(vq),
+            "codebook_sha256": adapters.codebook_fingerprint(vq.quantize)}
 
 
 # ----------------------------------------------------------------------------- first stage + data
@@ -457,16 +514,8 @@ class PriorResult:
     checkpoint: Path | None
 
 
-def _resume_path(cfg: PriorConfig) -> Path | None:
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "auto":
-        p = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
-        return p if p.is_file() else None
-    p = Path(cfg.resume).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"resume checkpoint {p} does not exist (use resume=auto to resume only if one exists)")
-    return p
+#: what train_prior writes under out_dir; an earlier run's files are replaced only when asked
+PRIOR_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "prior.safetensors", "first_stage.safetensors")
 
 
 def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | None = None, *,
@@ -483,7 +532,9 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
     cfg = config if isinstance(config, PriorConfig) else load_prior_config(config, overrides)
     if isinstance(config, PriorConfig):
         validate_prior_config(cfg)
-    resume = _resume_path(cfg)
+    from .training.run import prepare_out_dir
+
+    resume = prepare_out_dir(cfg, PRIOR_OUTPUTS)
     out = Path(cfg.out_dir)
 
     vq, source = load_first_stage(cfg.first_stage, cfg.seed)
@@ -521,7 +572,7 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
         enable_checkpointing=False, logger=CSVLogger(save_dir=str(out), name="logs"), callbacks=[ckpt_cb, *callbacks],
         use_distributed_sampler=False, default_root_dir=str(out), num_sanity_val_steps=0,
     )
-    trainer.fit(module, ckpt_path=str(resume) if resume else None)
+    trainer.fit(module, ckpt_path=str(resume) if resume else None, weights_only=True)
 
     prior_path = save_prior(net, out / "prior.safetensors", info)
     result = PriorResult(out, prior_path, module.batches_done, module.losses, ckpt_cb.last_path)

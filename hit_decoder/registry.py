@@ -1,4 +1,4 @@
-"""Named decoder presets. The YAML files under ``configs/decoders/`` (shipped in the wheel as
+"""Named decoder presets. The YAML files under ``hit_decoder/configs/decoders/`` (shipped in the wheel as
 ``hit_decoder.configs``) are the single source of truth: one file per preset, named after it."""
 
 from __future__ import annotations

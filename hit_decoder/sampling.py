@@ -37,6 +37,7 @@ therefore draws the same token — the fast path reorders and skips work without
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,10 +91,13 @@ def window_start(p: int, n: int, win: int) -> int:
 
 
 def _as_pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        pair = (value, value)
-    else:
-        pair = tuple(int(v) for v in value)
+    try:  # integers only (operator.index): 16.5 must not silently become 16, nor True become 1
+        items = (value, value) if not isinstance(value, Sequence) else tuple(value)
+        if any(isinstance(v, bool) for v in items):
+            raise TypeError
+        pair = tuple(operator.index(v) for v in items)
+    except TypeError:
+        pair = ()
     if len(pair) != 2 or min(pair) < 1:
         raise ValueError(f"{name} must be a positive int or a pair (rows, cols) of positive ints, got {value!r}")
     return pair  # type: ignore[return-value]

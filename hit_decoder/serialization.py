@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from .config import HiTDecoderConfig
 from .decoder import HiTDecoder
 from .fileio import atomic_path
+from .metadata import check_weights_fit, metadata_json
 
 __all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "FORMAT_DECODER", "RETIRED_DECODER_VERSIONS"]
 
@@ -103,7 +104,11 @@ def _library_version() -> str:
 def load_decoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> HiTDecoder:
     """Rebuild a decoder saved by :func:`save_decoder` (strict: every weight must match)."""
     state, meta = read_safetensors(path, FORMAT_DECODER, _FORMAT_VERSION, RETIRED_DECODER_VERSIONS)
-    config = HiTDecoderConfig.from_dict(json.loads(meta["config"]))
+    try:
+        config = HiTDecoderConfig.from_dict(metadata_json(meta, "config", path))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: its metadata 'config' is not a valid decoder config ({exc})") from None
+    check_weights_fit(lambda: HiTDecoder(config), state, path)  # before anything is allocated
     decoder = HiTDecoder(config)
     missing, unexpected = decoder.load_state_dict(state, strict=False)
     if missing or unexpected:

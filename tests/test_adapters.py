@@ -281,7 +281,7 @@ def test_bad_configs_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="n_embd"):
         A.load_vqgan(extra)
     foreign = {"target": "os.system", "params": {}}
-    with pytest.raises(ValueError, match="unsupported model class 'os.system'"):
+    with pytest.raises(ValueError, match="target = 'os.system' is not a class hit-decoder supports"):
         A.load_vqgan(foreign)
     hit = vq_config()["model"]
     hit["target"] = "hit_decoder.adapters.HiTVQModel"
@@ -470,7 +470,7 @@ def test_library_files_cannot_name_foreign_code_and_writes_are_atomic(shipped, t
     evil = tmp_path / "evil.safetensors"
     save_file({"w": torch.zeros(1)}, str(evil), metadata={
         "format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps({"target": "os.system", "params": {}})})
-    with pytest.raises(ValueError, match="unsupported model class 'os.system'"):
+    with pytest.raises(ValueError, match="target = 'os.system' is not a class hit-decoder supports"):
         A.load_vqmodel(evil)
     gcfg = gumbel_config()["model"]
     gcfg["params"]["temperature_scheduler_config"] = {"target": "builtins.eval", "params": {}}
@@ -528,8 +528,8 @@ def test_cli_swap_and_inspect(tmp_path, capsys):
     assert "hit-decoder VQ model" in text and "kind HiT" in text and "downsampling factor 16" in text
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(ckpt.read_bytes()[:1000])
-    assert main(["inspect", str(bad)]) == 1
+    assert main(["inspect", str(bad)]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
     assert main(["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-b-f8",
-                 "--out", str(tmp_path / "x")]) == 1
+                 "--out", str(tmp_path / "x")]) == 2
     assert "hit-b-f16" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -101,7 +101,7 @@ def test_sample_cli_end_to_end(trained, tmp_path):
 def test_sample_cli_bad_input(trained, tmp_path, capsys, args, msg):
     base = ["sample", "--model", str(trained / "first_stage.safetensors"), "--prior", str(trained / "prior.safetensors"),
             "--out", str(tmp_path)]
-    assert main(base + args) == 1
+    assert main(base + args) == 2
     import re
 
     assert re.search(msg, capsys.readouterr().err)
@@ -117,9 +117,9 @@ def test_class_conditional_prior_from_an_image_folder(tmp_path, photo_dir):
             "--size", "24x28", "--seed", "1", "--out", str(samples)]
     assert main(base + ["--class", name]) == 0
     by_name = np.load(samples / "s1_000.npy")
-    assert main(base + ["--class", "1"]) == 0
+    assert main(base + ["--class", "1", "--overwrite"]) == 0  # same seed, same names: asked to replace
     assert np.array_equal(np.load(samples / "s1_000.npy"), by_name)
-    assert main(base) == 1  # class-conditional prior without --class
+    assert main(base) == 2  # class-conditional prior without --class
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, photo_dir):

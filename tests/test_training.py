@@ -219,11 +219,11 @@ def test_decoder_swap_keeps_frozen_weights_bit_identical_and_reconstructs(tmp_pa
 
 
 def test_cli_rejects_unknown_keys_and_prints_merged_config(tmp_path, capsys):
-    assert main(["train", "--config", "demo", "trainer.max_batchs=3"]) == 1
+    assert main(["train", "--config", "demo", "trainer.max_batchs=3"]) == 2
     assert "trainer.max_batchs" in capsys.readouterr().err
     assert main(["train", "--config", "demo", "--print-config", "trainer.max_batches=7"]) == 0
     assert "max_batches: 7" in capsys.readouterr().out
-    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 1
+    assert main(["train", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
     with pytest.raises(ValueError, match="disc_weight_start"):
         train_config_from_dict(tiny_config(tmp_path, loss={"disc_train_start": 5, "disc_weight_start": 2}))

@@ -1,13 +1,13 @@
 """``hit-decoder demo``: the main job end to end on the embedded default, no arguments, no downloads.
 
 1. train a tiny VQGAN whose decoder is a HiT decoder on scikit-image's bundled photographs
-   (``configs/train/demo.yaml``); reconstruction PNGs, metrics and exports land in ``OUT/stage1``;
-2. train a tiny transformer prior on its code grids (``configs/prior/demo.yaml``) in ``OUT/prior``;
+   (``hit_decoder/configs/train/demo.yaml``); reconstruction PNGs, metrics and exports land in ``OUT/stage1``;
+2. train a tiny transformer prior on its code grids (``hit_decoder/configs/prior/demo.yaml``) in ``OUT/prior``;
 3. sample a code grid larger than the prior's window with the sliding-window sampler and decode it
    patch-wise; PNG + index grid in ``OUT/samples``.
 
 The models are deliberately tiny (minutes on 2 CPU cores): the point is the pipeline, not the
-pictures. Scale up with the configs in ``configs/train`` and ``configs/prior``.
+pictures. Scale up with the configs in ``hit_decoder/configs/train`` and ``hit_decoder/configs/prior``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unsafe-pickle", action="store_true", help="allow full unpickling (trusted files only)")
     p.add_argument("--images", required=True, help="folder of images (searched recursively)")
     p.add_argument("--out", required=True, help="output folder for reconstructions, metrics.csv and metrics.md")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier outputs in --out (default: refuse to touch them)")
     p.add_argument("--resize", type=int, default=None, help="resize the shorter side to this many pixels first")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(func=run)
@@ -31,8 +33,9 @@ def run(args: argparse.Namespace) -> int:
     if args.resize is not None and args.resize < 1:
         raise ValueError(f"--resize must be a positive number of pixels, got {args.resize}")
     from hit_decoder import adapters
-    from hit_decoder.training.reconstruct import reconstruct_folder
+    from hit_decoder.training.reconstruct import claim_reconstruction_outputs, reconstruct_folder
 
+    claim_reconstruction_outputs(args.images, args.out, overwrite=args.overwrite)
     if args.model is not None:
         vq = adapters.load_vqmodel(args.model)
     else:

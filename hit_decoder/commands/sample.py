@@ -44,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier outputs in --out (default: refuse to touch them)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +69,51 @@ def _class_id(label: str | None, conditioning: dict) -> int | None:
     return k
 
 
+def available_memory() -> int | None:
+    """Bytes the OS reports as available (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(size: tuple[int, int], batch: int, tile_px: int | None, channels: int) -> None:
+    """Refuse up front (before sampling) a size whose decode cannot fit in memory: the float image
+    canvas and blend weights (B x H x W x 24 bytes) always, plus, without --tile, the decoder's
+    per-pixel activations at full resolution (about 3 x its last-stage channels floats per pixel)."""
+    h, w = size
+    canvas = batch * h * w * 24
+    whole = 0 if tile_px else batch * h * w * channels * 4 * 3
+    free = available_memory()
+    if free is None or canvas + whole <= free:
+        return
+    gb = 1024**3
+    if canvas > free:
+        raise MemoryError(f"--size {h}x{w} x --batch {batch} needs about {canvas / gb:.1f} GB for the image alone, "
+                          f"but {free / gb:.1f} GB of memory is available: choose a smaller --size or --batch")
+    raise MemoryError(f"--size {h}x{w} x --batch {batch} needs about {(canvas + whole) / gb:.1f} GB to decode in one "
+                      f"piece, but {free / gb:.1f} GB of memory is available: decode in tiles with --tile "
+                      "(e.g. --tile 512), or choose a smaller --size")
+
+
+def _earlier_samples(out) -> list[str]:  # noqa: ANN001 (Path)
+    """An earlier ``sample`` run's files in ``out``: samples.json and the samples it lists."""
+    import json
+
+    summary = out / "samples.json"
+    if not summary.is_file():
+        return []
+    try:
+        stems = [str(s) for s in json.loads(summary.read_text()).get("samples", [])]
+    except (ValueError, AttributeError):
+        stems = []
+    return ["samples.json", *(f"{s}{ext}" for s in stems for ext in (".png", ".npy"))]
+
+
 def run(args: argparse.Namespace) -> int:
     import json
     import secrets
@@ -83,12 +130,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hit_decoder import adapters
-    from hit_decoder.fileio import atomic_path
+    from hit_decoder.fileio import atomic_path, claim_outputs
     from hit_decoder.prior import load_prior, prior_info
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
     from hit_decoder.tiling import decode_codes
     from hit_decoder.training.evaluate import save_png, tensor_to_pil
 
+    same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
+    claim_outputs(args.out, _earlier_samples(Path(args.out)) + same_seed, overwrite=args.overwrite, what="--out",
+                  how="pass --overwrite to replace them, or choose another --out")
+    if args.vqgan_config is not None:
+        adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
     info = prior_info(args.prior)  # format checks before the models are loaded
     label = _class_id(args.class_label, info["conditioning"])
     if args.model is not None:
@@ -106,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         if args.tile < f or args.tile % f:
             raise ValueError(f"--tile {args.tile} must be a positive multiple of the model's factor {f} (pixels)")
         tile = args.tile // f
+    dec = vq.decoder
+    check_memory(args.size, args.batch, args.tile,
+                 dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
     prior = load_prior(args.prior, vq, map_location=args.device)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,

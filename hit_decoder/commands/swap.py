@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 FORMATS = ("both", "library", "taming")
+OUTPUTS = ("model.safetensors", "taming/model.ckpt", "taming/model.yaml")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="decoder config override, value parsed as YAML (e.g. --override 'depths=[1,1,1,1,1]'); repeatable")
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace earlier outputs in --out (default: refuse to touch them)")
     p.add_argument("--format", choices=FORMATS, default="both",
                    help="library (model.safetensors), taming (taming/model.ckpt + .yaml) or both (default)")
     p.add_argument("--seed", type=int, default=0, help="seed for the new decoder's initial weights (default 0)")
@@ -62,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder import adapters
     from hit_decoder.flops import count_parameters
 
+    from hit_decoder.fileio import claim_outputs
+
     overrides = parse_overrides(args.override)
+    # every output of any --format: with --overwrite none of an earlier swap's files can stay behind
+    claim_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
+                  how="pass --overwrite to replace them, or choose another --out")
     if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
         raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
     model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)

@@ -144,6 +144,7 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/hit-vqgan"
     resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
+    overwrite: bool = False  # replace an earlier run's checkpoint and exports in out_dir (else: an error)
     export: bool = True  # library-format and taming-format export at the end
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -165,12 +166,12 @@ def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
         key = getattr(exc, "full_key", None)
         raise ValueError(
             f"{what}: invalid training config key or value {key!r}: {exc.msg if hasattr(exc, 'msg') else exc}. "
-            "Valid keys are the fields of hit_decoder.training.TrainConfig (see configs/train/*.yaml)"
+            "Valid keys are the fields of hit_decoder.training.TrainConfig (see hit_decoder/configs/train/*.yaml)"
         ) from None
 
 
 def shipped_train_configs() -> dict[str, Any]:
-    """Shipped training configs by name (``demo`` -> ``configs/train/demo.yaml``)."""
+    """Shipped training configs by name (``demo`` -> ``hit_decoder/configs/train/demo.yaml``)."""
     root = resources.files("hit_decoder.configs") / "train"
     return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
 

@@ -79,10 +79,17 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise FileNotFoundError(f"image folder {folder} does not exist; check data.train / data.val / --data")
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder (expected a folder of images or a .txt file list)")
-    files = []
+    files, seen_files, seen_dirs = [], set(), set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        files.extend(Path(dirpath) / f for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS))
+        # follow links into other folders, but enter each real folder once (no loops, no repeats)
+        seen_dirs.add(os.path.realpath(dirpath))
+        dirnames[:] = sorted(d for d in dirnames if os.path.realpath(os.path.join(dirpath, d)) not in seen_dirs)
+        seen_dirs.update(os.path.realpath(os.path.join(dirpath, d)) for d in dirnames)
+        for f in sorted(filenames):
+            real = os.path.realpath(os.path.join(dirpath, f))
+            if f.lower().endswith(IMAGE_EXTENSIONS) and real not in seen_files:  # one image, counted once
+                seen_files.add(real)
+                files.append(Path(dirpath) / f)
     if not files:
         raise ValueError(
             f"image folder {folder} holds no images (searched recursively for {', '.join(IMAGE_EXTENSIONS)})"
@@ -125,14 +132,24 @@ def resolve_images(spec: str | os.PathLike, root: str | os.PathLike | None = Non
     return list_images(p)
 
 
+#: full scale of high-bit-depth PIL modes (16-bit PNG / TIFF open as "I;16*", or as "I" in older Pillow)
+_FULL_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
+
+
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully and convert it to RGB (gray, palette, alpha, CMYK all accepted)."""
+    """Decode an image fully and convert it to RGB (gray, palette, alpha, CMYK all accepted).
+
+    High-bit-depth images are scaled by their bit depth, never by their own range: a 16-bit white
+    pixel (65535) becomes 255, a float pixel 1.0 becomes 255."""
     with Image.open(path) as img:
         img.load()
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        if img.mode in _FULL_SCALE:
             arr = np.asarray(img, dtype=np.float64)
-            span = max(arr.max() - arr.min(), 1e-12)
-            img = Image.fromarray(((arr - arr.min()) / span * 255).astype(np.uint8))
+            if img.mode == "I" and (arr.min() < 0 or arr.max() > 65535):
+                raise ValueError(f"{path}: 32-bit integer pixels outside the 16-bit range [0, 65535] "
+                                 f"(found {arr.min():.0f}..{arr.max():.0f}); convert the image to 8 or 16 bits")
+            scaled = np.clip(np.rint(arr / _FULL_SCALE[img.mode] * 255.0), 0, 255)
+            img = Image.fromarray(scaled.astype(np.uint8))
         return img.convert("RGB")
 
 
@@ -368,6 +385,22 @@ def _split_val(paths: list[Path], fraction: float, max_images: int, seed: int) -
     return [p for i, p in enumerate(paths) if i not in val_idx], [p for i, p in enumerate(paths) if i in val_idx]
 
 
+def readable_images(paths: list[Path], what: str) -> list[Path]:
+    """The paths that decode, checked now (validation images: a bad one must not end a run after
+    training); unreadable ones are dropped with a warning naming them, none readable is an error."""
+    good = []
+    for p in paths:
+        try:
+            load_rgb(p)
+            good.append(p)
+        except _UNREADABLE as exc:
+            log.warning("%s: skipping unreadable validation image %s (%s: %s)", what, p, type(exc).__name__, exc)
+    if not good:
+        raise ValueError(f"{what}: none of the {len(paths)} validation images can be read (first: {paths[0]}); "
+                         "fix or replace them, or point data.val at a folder of readable images")
+    return good
+
+
 def build_data(cfg: Any, seed: int) -> DataSplits:
     """Train/val datasets from a :class:`~hit_decoder.training.config.DataConfig` (start-up checks here)."""
     if cfg.train is None:
@@ -387,6 +420,7 @@ def build_data(cfg: Any, seed: int) -> DataSplits:
     else:
         train_paths, val_paths = _split_val(train_paths, cfg.val_fraction, cfg.val_max_images, seed)
         how = f"held out from {cfg.train} (data.val_fraction={cfg.val_fraction})"
+    val_paths = readable_images(val_paths, "data.val" if cfg.val is not None else "data.train (held-out part)")
     train = ImageFileDataset(train_paths, cfg.size, cfg.resize, cfg.flip, seed, train=True)
     val = ImageFileDataset(val_paths, cfg.size, cfg.resize, False, seed, train=False)
     return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}")

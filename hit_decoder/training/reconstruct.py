@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, claim_outputs
 from .data import _UNREADABLE, _resize_shorter, _to_tensor, list_images, load_rgb
 from .evaluate import save_png, tensor_to_pil
 from .metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
-__all__ = ["ReconstructionReport", "reconstruct_folder"]
+__all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,21 @@ class ReconstructionReport:
                   "(about 1.0 for a photograph; above 1: the decoder paints its code cells, p = the factor, or its "
                   "upsampling pattern, p = 2)."]
         return "\n".join(lines)
+
+
+def claim_reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool) -> None:
+    """Before reconstructing: ``out_dir`` must not hold an earlier run's metrics or a PNG this run
+    would write, unless ``overwrite`` (then those, and the PNGs the earlier metrics.csv lists, are
+    removed first, so no stale reconstruction is left looking current)."""
+    root, out = Path(images), Path(out_dir)
+    names = ["metrics.csv", "metrics.md", *(str(p.relative_to(root).with_suffix(".png")) for p in list_images(root))]
+    earlier = out / "metrics.csv"
+    if overwrite and earlier.is_file():
+        with open(earlier, newline="") as fh:
+            names += [str(Path(row.get("image") or "").with_suffix(".png")) for row in csv.DictReader(fh)
+                      if row.get("image") and not Path(row["image"]).is_absolute() and ".." not in Path(row["image"]).parts]
+    claim_outputs(out, names, overwrite=overwrite, what="--out",
+                  how="pass --overwrite to replace them, or choose another --out")
 
 
 @torch.no_grad()

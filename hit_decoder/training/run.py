@@ -19,7 +19,8 @@ from typing import Any
 
 from .config import TrainConfig, load_train_config, train_config_from_dict, validate_swap_source
 
-__all__ = ["TrainResult", "run_training", "build_trainer", "resolve_resume", "startup_checks"]
+__all__ = ["TrainResult", "run_training", "build_trainer", "resolve_resume", "prepare_out_dir", "startup_checks",
+           "RUN_OUTPUTS"]
 
 log = logging.getLogger("hit_decoder.training")
 
@@ -34,19 +35,43 @@ class TrainResult:
     skipped_images: int = 0
 
 
-def resolve_resume(cfg: TrainConfig) -> Path | None:
-    """``resume: auto`` -> ``out_dir/checkpoints/last.ckpt`` if it exists; a path must exist."""
+#: what a training run writes under out_dir; an earlier run's files are replaced only when asked
+RUN_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "export/*.safetensors", "export/taming/model.*",
+               "images/batch_*.png")
+
+
+def resolve_resume(cfg: Any) -> Path | None:
+    """``resume: auto`` -> ``out_dir/checkpoints/last.ckpt`` if it exists; a path must exist. The
+    checkpoint must load with ``weights_only=True`` (checked now, not when Lightning opens it)."""
+    from .. import adapters
     from .callbacks import LAST_CHECKPOINT
 
     if cfg.resume is None:
         return None
     if cfg.resume == "auto":
         p = Path(cfg.out_dir) / "checkpoints" / LAST_CHECKPOINT
-        return p if p.is_file() else None
+        return adapters.check_weights_only(p, "resume=auto") if p.is_file() else None
     p = Path(cfg.resume).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"resume checkpoint {p} does not exist (use resume=auto to resume only if one exists)")
-    return p
+    return adapters.check_weights_only(p, "resume")
+
+
+def prepare_out_dir(cfg: Any, outputs: Sequence[str]) -> Path | None:
+    """Check ``out_dir`` before a run starts: a folder, not a file; an earlier run's ``outputs`` there
+    are continued (``resume``), replaced (``overwrite=true``: removed now) or an error. Returns the
+    checkpoint to resume from."""
+    from ..fileio import claim_outputs, output_folder
+
+    out = output_folder(cfg.out_dir, "out_dir")
+    if cfg.resume is not None and cfg.overwrite:
+        raise ValueError("resume and overwrite=true contradict each other: resume continues the run in out_dir, "
+                         "overwrite replaces it; give one")
+    ckpt = resolve_resume(cfg)
+    if cfg.resume is None:
+        claim_outputs(out, outputs, overwrite=cfg.overwrite, what="out_dir",
+                      how="continue that run with resume=auto, replace it with overwrite=true, or choose another out_dir")
+    return ckpt
 
 
 def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
@@ -61,6 +86,15 @@ def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
             p = Path(getattr(cfg.model, name)).expanduser()
             if not p.is_file():
                 raise FileNotFoundError(f"model.{name}: {p} does not exist")
+        from .. import adapters
+
+        resolved = adapters.resolve_model_config(cfg.model.vqgan_config)  # target allowlist, before data or models
+        factor = 2 ** (len(resolved["params"]["ddconfig"]["ch_mult"]) - 1)
+    else:  # a prebuilt model is the caller's to check
+        factor = 2 ** (len(cfg.model.encoder.ch_mult) - 1) if cfg.mode == "from_scratch" and not prebuilt else 1
+    if cfg.data.size % factor:
+        raise ValueError(f"data.size={cfg.data.size} is not a multiple of the model's downsampling factor {factor} "
+                         f"(crops must tile the code grid); use e.g. data.size={max(1, round(cfg.data.size / factor)) * factor}")
 
 
 def _strategy(cfg: TrainConfig) -> Any:
@@ -124,6 +158,7 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
     hold HiT decoders). Extra Lightning ``callbacks`` run after the built-in ones.
     """
     cfg = _as_config(config, overrides)
+    ckpt = prepare_out_dir(cfg, RUN_OUTPUTS)
     startup_checks(cfg, prebuilt=model is not None)
     if cfg.trainer.cpu_threads is not None:
         import torch
@@ -151,7 +186,6 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     trainer = build_trainer(cfg, callbacks)
-    ckpt = resolve_resume(cfg)
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
     with warnings.catch_warnings():

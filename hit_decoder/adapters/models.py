@@ -34,6 +34,7 @@ from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder
 
 from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
 from .codes import decode_indices
+from .targets import check_targets
 
 __all__ = [
     "HiTVQModel",
@@ -109,12 +110,13 @@ def check_decoder_fits(cfg: HiTDecoderConfig, z_channels: int, factor: int, out_
 
 
 def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDecoderConfig, z_channels: int,
-                           factor: int, out_channels: int | None = None, **overrides: Any) -> HiTDecoderConfig:
+                           factor: int, out_channels: int | None = None, /, **overrides: Any) -> HiTDecoderConfig:
     """The decoder config for a VQ model with the given interface.
 
     The interface fields ``z_channels`` and ``out_channels`` are filled in from the model when the
     spec is a preset name or a mapping without them; a spec that sets them differently, or that
-    upsamples by the wrong factor, raises ``ValueError`` saying what would fit.
+    upsamples by the wrong factor, raises ``ValueError`` saying what would fit. The model's values
+    are positional-only, so ``overrides`` may name ``z_channels`` too (checked like any other spec).
     """
     interface = {"z_channels": z_channels, **({} if out_channels is None else {"out_channels": out_channels})}
     label = repr(str(spec)) if isinstance(spec, (str, os.PathLike)) else "config"
@@ -138,6 +140,7 @@ def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDeco
 def _build_parts(model: VQModel, ddconfig: Any, lossconfig: Any, embed_dim: int, decoder_config: Any,
                  make_quantize, image_key: str, colorize_nlabels: int | None, monitor: str | None) -> None:
     """What taming's ``VQModel.__init__`` builds, with a HiT decoder in place of the CNN one."""
+    check_targets(plain(lossconfig), "lossconfig", f"{type(model).__name__} parameters")
     dd = check_ddconfig(ddconfig)
     z = int(dd["z_channels"])
     factor = 2 ** (len(dd["ch_mult"]) - 1)
@@ -198,6 +201,7 @@ class HiTGumbelVQ(_HiTDecoderMethods, GumbelVQ):
                  ignore_keys: Iterable[str] = (), image_key: str = "image", colorize_nlabels: int | None = None,
                  monitor: str | None = None, kl_weight: float = 1e-8, remap: str | None = None) -> None:
         pl.LightningModule.__init__(self)  # not GumbelVQ.__init__: it would build a CNN decoder
+        check_targets(plain(temperature_scheduler_config), "temperature_scheduler_config", "HiTGumbelVQ parameters")
         _build_parts(
             self, ddconfig, lossconfig, embed_dim, decoder_config,
             lambda z: GumbelQuantize(z, embed_dim, n_embed=n_embed, kl_weight=kl_weight, temp_init=1.0, remap=remap),

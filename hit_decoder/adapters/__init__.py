@@ -7,7 +7,7 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
   (``weights_only``) and strictly, without building the training loss;
 * :func:`swap_decoder` — replace its CNN decoder with a HiT decoder;
 * :class:`HiTVQModel` / :class:`HiTGumbelVQ` — taming model classes with a HiT decoder, for
-  taming-format YAMLs (``configs/taming/``) and Net2NetTransformer ``first_stage_config``;
+  taming-format YAMLs (``hit_decoder/configs/taming/``) and Net2NetTransformer ``first_stage_config``;
 * :func:`decode_indices` / :func:`encode_indices` — between images and code grids;
 * :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
@@ -21,18 +21,20 @@ ensure_taming()
 
 from .checkpoints import (  # noqa: E402  (taming must be importable first)
     UnsafeCheckpointError,
+    check_weights_only,
     extract_state_dict,
     first_stage_state,
     load_checkpoint_state,
     load_state_strict,
     read_checkpoint,
 )
-from .codes import codebook_size, decode_indices, encode_indices  # noqa: E402
+from .codes import codebook_fingerprint, codebook_size, decode_indices, encode_indices  # noqa: E402
 from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
 from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
 from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
 from .swap import downsample_factor, swap_decoder  # noqa: E402
+from .targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets  # noqa: E402
 
 __all__ = [
     "ensure_taming",
@@ -44,12 +46,14 @@ __all__ = [
     "first_stage_state",
     "load_state_strict",
     "UnsafeCheckpointError",
+    "check_weights_only",
     "swap_decoder",
     "downsample_factor",
     "resolve_decoder_config",
     "decode_indices",
     "encode_indices",
     "codebook_size",
+    "codebook_fingerprint",
     "HiTVQModel",
     "HiTGumbelVQ",
     "save_vqmodel",
@@ -60,6 +64,9 @@ __all__ = [
     "resolve_model_config",
     "build_vqmodel",
     "TARGETS",
+    "ALLOWED_TARGETS",
+    "UnsupportedTargetError",
+    "check_targets",
     "describe_checkpoint",
     "format_description",
 ]

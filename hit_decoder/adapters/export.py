@@ -25,11 +25,13 @@ from safetensors.torch import save_file
 from taming.models.vqgan import VQModel
 
 from hit_decoder.fileio import atomic_path
+from hit_decoder.metadata import check_weights_fit, metadata_json
 from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, read_safetensors, strip_wrapper_prefixes
 
 from .checkpoints import load_state_strict
 from .loading import build_vqmodel, resolve_model_config, taming_config
 from .models import plain
+from .targets import check_targets
 
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 
@@ -37,7 +39,6 @@ FORMAT_VQMODEL = "hit-decoder/vqmodel"
 _FORMAT_VERSION = "2"  # 2: the v2 (seam-free) HiT decoder; version-1 files hold the retired v1 decoder
 #: taming's base learning rate for VQGANs (its main.py scales it by batch size and GPUs)
 TAMING_BASE_LR = 4.5e-6
-_SCHEDULER_PREFIX = "taming.lr_scheduler."
 
 
 def _model_state(model: VQModel) -> dict[str, torch.Tensor]:
@@ -58,15 +59,9 @@ def save_vqmodel(model: VQModel, path: str | os.PathLike) -> Path:
 def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQModel:
     """Rebuild a model saved by :func:`save_vqmodel` (strict: every weight must match); eval mode."""
     state, meta = read_safetensors(path, FORMAT_VQMODEL, _FORMAT_VERSION, RETIRED_DECODER_VERSIONS)
-    try:
-        config = json.loads(meta["config"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: its metadata holds no readable model config ({exc}); re-export the file") from exc
-    resolved = resolve_model_config(config)
-    scheduler = resolved["params"].get("temperature_scheduler_config")
-    if scheduler is not None and not str(scheduler.get("target", "")).startswith(_SCHEDULER_PREFIX):
-        raise ValueError(f"{path}: temperature scheduler target {scheduler.get('target')!r} is not one of taming's "
-                         f"({_SCHEDULER_PREFIX}*); refusing to import it from file metadata")
+    config = metadata_json(meta, "config", path)
+    resolved = resolve_model_config(config, source=f"{path} (metadata 'config')")
+    check_weights_fit(lambda: build_vqmodel(resolved, with_loss=False), state, path, ("loss.",))
     model = build_vqmodel(resolved, with_loss=False)
     load_state_strict(model, state, str(path))
     return model.to(map_location).eval()
@@ -81,6 +76,7 @@ def export_taming(model: VQModel, ckpt_path: str | os.PathLike, yaml_path: str |
     config = taming_config(model)
     if lossconfig is not None:
         config["params"]["lossconfig"] = plain(lossconfig)
+        check_targets(config["params"]["lossconfig"], "lossconfig", "export_taming")
     ckpt_path, yaml_path = Path(ckpt_path), Path(yaml_path)
     with atomic_path(ckpt_path) as tmp:
         torch.save({"state_dict": _model_state(model)}, tmp)

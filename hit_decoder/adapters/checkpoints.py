@@ -43,6 +43,7 @@ __all__ = [
     "first_stage_state",
     "load_state_strict",
     "FIRST_STAGE_PREFIX",
+    "check_weights_only",
 ]
 
 FIRST_STAGE_PREFIX = "first_stage_model."
@@ -126,7 +127,7 @@ def _container(path: Path) -> str:
     raise _corrupt(path, "it is neither a torch.save file (zip or legacy pickle) nor a safetensors file")
 
 
-_REFUSAL_MARKERS = ("GLOBAL", "global", "Can only", "allowlist", "Trying to call reduce")
+_REFUSAL_MARKERS = ("GLOBAL", "global", "Can only", "allowlist", "Trying to call reduce", "is blocked")
 
 
 def _reason(exc: BaseException) -> str:
@@ -135,13 +136,14 @@ def _reason(exc: BaseException) -> str:
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1]
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    named = [ln for ln in lines if any(m in ln for m in _REFUSAL_MARKERS)]  # the line naming the refused global
+    return (named or lines or [type(exc).__name__])[0]
 
 
 def _is_refusal(exc: BaseException, container: str) -> bool:
     """Did the restricted unpickler refuse a valid pickle (rather than choke on damaged bytes)? A zip
     archive is CRC-checked, so its pickle is intact; for legacy files the message decides."""
-    return container == "torch-zip" or any(m in _reason(exc) for m in _REFUSAL_MARKERS)
+    return container == "torch-zip" or any(m in str(exc) for m in _REFUSAL_MARKERS)
 
 
 _DAMAGE = (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError,
@@ -207,6 +209,28 @@ def read_checkpoint(path: str | os.PathLike, *, allow_unsafe_pickle: bool = Fals
             f"(torch.load(weights_only=True)) cannot read ({_reason(refusal)}). {_UNSAFE_HINT}"
         ) from refusal
     return LoadedCheckpoint(path, container, _torch_load(path, False, container), unpickled_unsafely=True)
+
+
+def check_weights_only(path: str | os.PathLike, what: str) -> Path:
+    """``path`` must be a torch checkpoint that ``torch.load(weights_only=True)`` reads as it is (what
+    Lightning does when it resumes): an empty, truncated or foreign file, or one that needs full
+    unpickling, is an error naming ``what`` (the option) before anything else starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist (or is not a file)")
+    container = _container(path)
+    if container == "safetensors":
+        raise ValueError(f"{what}: {path} is a safetensors file; resuming needs the Lightning checkpoint a run wrote "
+                         "(out_dir/checkpoints/last.ckpt)")
+    try:
+        _torch_load(path, True, container)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"{what}: {path} cannot be read with torch.load(weights_only=True) ({_reason(exc)}); runs resume only "
+            "from checkpoints that load without running code from the file, such as the last.ckpt a hit-decoder "
+            "run wrote. Start without resume instead."
+        ) from exc
+    return path
 
 
 def extract_state_dict(payload: Any, source: str | os.PathLike = "checkpoint") -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of"]
+__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint"]
 
 
 def codebook_size(quantize: nn.Module) -> int:
@@ -56,3 +56,16 @@ def encode_indices(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     quant, _, info = model.encode(x)  # quant (B, e, h, w)
     B, _, h, w = quant.shape
     return info[2].reshape(B, h, w)  # (B, h, w)
+
+
+def codebook_fingerprint(quantize: nn.Module) -> str:
+    """sha256 of the code vectors (float32 bytes): which codebook a prior's tokens mean."""
+    import hashlib
+
+    for attr in ("embedding", "embed"):  # VectorQuantizer2 / GumbelQuantize
+        table = getattr(quantize, attr, None)
+        if isinstance(table, nn.Embedding):
+            data = table.weight.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+            return hashlib.sha256(data).hexdigest()
+    raise ValueError(f"cannot find the code vectors of {type(quantize).__name__}: expected a taming "
+                     "VectorQuantizer2 or GumbelQuantize")

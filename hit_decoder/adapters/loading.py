@@ -22,6 +22,7 @@ from hit_decoder.decoder import HiTDecoder
 
 from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
 from .models import HiTGumbelVQ, HiTVQModel, check_ddconfig, plain
+from .targets import check_targets
 
 __all__ = [
     "load_vqgan",
@@ -80,13 +81,18 @@ def _check_params(cls: type, params: dict[str, Any], source: str) -> None:
         raise ValueError(f"{source}: {cls.__name__} needs parameter(s) {missing}")
 
 
-def resolve_model_config(config: Any) -> dict[str, Any]:
+def resolve_model_config(config: Any, source: str | None = None) -> dict[str, Any]:
     """``{"target": canonical class name, "params": {...}}`` of a VQ model, from a taming YAML path,
     dict or OmegaConf object in taming's ``model: {target, params}`` layout (or bare
-    ``{target, params}``, or a Net2NetTransformer config, whose ``first_stage_config`` is used)."""
-    data, source = _read_config(config)
+    ``{target, params}``, or a Net2NetTransformer config, whose ``first_stage_config`` is used).
+    Every ``target`` in it, at any depth, is checked against the allowlist first
+    (:func:`~hit_decoder.adapters.targets.check_targets`); ``source`` names the config in messages."""
+    data, read_from = _read_config(config)
+    source = source or read_from
+    path = ""
     if isinstance(data, dict) and "model" in data:
-        data, source = data["model"], f"{source} (model)"
+        data, source, path = data["model"], f"{source} (model)", "model"
+    check_targets(data, path, source)  # before anything else: nothing named in the config is imported
     if not isinstance(data, dict) or "target" not in data:
         raise ValueError(f"{source}: expected a taming model config, 'model: {{target: ..., params: ...}}' "
                          "or '{target: ..., params: ...}'")
@@ -227,4 +233,6 @@ def taming_config(model: VQModel) -> dict[str, Any]:
         params["monitor"] = model.monitor
     if "colorize" in dict(model.named_buffers(recurse=False)):
         params["colorize_nlabels"] = int(model.colorize.shape[1])
-    return {"target": _CANONICAL[cls], "params": params}
+    config = {"target": _CANONICAL[cls], "params": params}
+    check_targets(config, "", f"config of the {cls.__name__} being exported")  # exports carry allowed targets only
+    return config
