@@ -1,6 +1,6 @@
 """Reconstruction quality: taming's CNN decoder vs HiT decoders, swapped onto one frozen taming VQGAN.
 
-    python benchmarks/quality.py                         # stage 0 + arms (~1 h on 2 CPU cores)
+    python benchmarks/quality.py                         # stage 0 + arms (~40 min on 2 CPU cores)
     python benchmarks/quality.py --ablation --reuse-stage0   # the decoder ablation table
     python benchmarks/quality.py --overfit --reuse-stage0    # one photograph, many steps
     python benchmarks/quality.py --steps 20 --stage0-steps 20 --no-write --out /tmp/q   # smoke run
@@ -350,14 +350,14 @@ def render_overfit(d: dict) -> str:
 # ----------------------------------------------------------------------------- main
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stage0-steps", type=int, default=1500)
+    p.add_argument("--stage0-steps", type=int, default=600)
     p.add_argument("--steps", type=int, default=2000, help="training batches per decoder arm")
     p.add_argument("--ablation", action="store_true", help="run the ablation variants instead of the arms")
-    p.add_argument("--ablation-steps", type=int, default=600)
+    p.add_argument("--ablation-steps", type=int, default=300)
     p.add_argument("--overfit", action="store_true", help="run the one-photograph overfit test instead of the arms")
-    p.add_argument("--overfit-steps", type=int, default=1500)
+    p.add_argument("--overfit-steps", type=int, default=800)
     p.add_argument("--overfit-image", default="astronaut")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=4)
     p.add_argument("--size", type=int, default=64, help="crop side in pixels")
     p.add_argument("--resize", type=int, default=256, help="photographs' shorter side before cropping")
     p.add_argument("--lr", type=float, default=4e-4)
