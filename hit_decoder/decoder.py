@@ -1,16 +1,20 @@
 """The HiT decoder: quantized latent grid ``(B, z_channels, h, w)`` -> image ``(B, 3, h f, w f)``.
 
 Architecture after HiT (Zhao et al., "Improved Transformer for High-Resolution GANs", NeurIPS
-2021), adapted to VQGAN latents (see the README, "Decoder design"):
+2021), adapted to VQGAN latents (see the README, "Decoder design"); the v2 decoder (the default
+config) is seam-free:
 
 * stage ``i`` runs at ``2**i`` x the latent resolution; stage 0 embeds the code vectors themselves;
 * every stage opens with a cross-attention self-modulation block whose keys/values are the latent
-  code tokens in a small window around each pixel's own code (HiT used 16 noise tokens);
+  code tokens around each pixel, tent-weighted by the distance to the pixel's centre
+  (pixel-centred lookup: no key set switches at cell borders; HiT used 16 noise tokens);
 * low-resolution stages use multi-axis blocked self-attention (regional + dilated heads,
-  multi-query K/V); high-resolution stages are MLP-only;
-* between stages: depth-to-space x2 (C -> C/4) then a linear layer to the next width;
-* MLP-only stages (and always the last) emit RGB through LayerNorm + linear; the RGB maps are
-  summed across stages with nearest x2 upsampling. No tanh. LayerNorm, GELU, pre-norm residuals.
+  multi-query K/V); high-resolution stages are MLP-only, with a depthwise 3x3 in their MLPs;
+* into attention stages: depth-to-space x2 (C -> C/4) then a linear layer; into MLP-only stages:
+  a linear layer then bilinear x2;
+* MLP-only stages (and always the last) emit RGB through LayerNorm + linear (the last: a 3x3
+  convolution); the RGB maps are summed with bilinear x2 upsampling. No tanh. LayerNorm, GELU,
+  pre-norm residuals.
 """
 
 from __future__ import annotations
