@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from hit_decoder import list_decoders
-from hit_decoder.benchmarking import CNN_NAME, markdown_table, measure, update_section
+from benchmarking import CNN_NAME, markdown_table, measure, update_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

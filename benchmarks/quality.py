@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig
-from hit_decoder.benchmarking import update_section
+from benchmarking import update_section
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.training import run_training
 from hit_decoder.training.data import EMBEDDED_TRAIN, EMBEDDED_VAL, _resize_shorter, _to_tensor, embedded_photographs

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import hit_decoder.adapters  # noqa: F401  (taming import shims)
-from hit_decoder.benchmarking import update_section
+from benchmarking import update_section
 from hit_decoder.sampling import sample_sliding_window
 
 ROOT = Path(__file__).resolve().parents[1]

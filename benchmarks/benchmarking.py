@@ -1,6 +1,6 @@
 """Side-by-side decoder measurements: taming's CNN decoder against the HiT presets.
 
-Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md) and by ``hit-decoder demo``.
+Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md).
 Every number is measured in the run that reports it: parameters by counting, FLOPs with
 :mod:`torch.utils.flop_counter` on the real input, throughput by timing ``decoder(z)`` under
 ``torch.no_grad`` on this machine's CPU, and peak memory as the rise of the process's peak
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .fileio import atomic_path
+from hit_decoder.fileio import atomic_path
 
 __all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "measure", "markdown_table", "update_section"]
 
@@ -57,7 +57,7 @@ def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
 
         with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
             return Decoder(**TAMING_F16_DDCONFIG).eval()
-    from . import create_decoder
+    from hit_decoder import create_decoder
 
     return create_decoder(name).eval()
 
@@ -83,7 +83,8 @@ def peak_memory_mb(name: str, size: int) -> float | None:
     if not Path("/proc/self/clear_refs").exists():
         return None
     code = (
-        "import sys, json; from hit_decoder.benchmarking import _peak_in_this_process as f;"
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r});"
+        "from benchmarking import _peak_in_this_process as f;"
         f"print(json.dumps(f({name!r}, {size})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fileio import atomic_path, claim_outputs
-from .data import _UNREADABLE, _resize_shorter, _to_tensor, list_images, load_rgb
-from .evaluate import save_png, tensor_to_pil
-from .metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .fileio import atomic_path, claim_outputs
+from .training.data import _UNREADABLE, _resize_shorter, _to_tensor, list_images, load_rgb
+from .training.evaluate import save_png, tensor_to_pil
+from .training.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
 __all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
 
@@ -86,7 +86,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
     the model's factor. Writes ``metrics.csv`` and ``metrics.md`` next to the reconstructions.
     Unreadable files are skipped with a warning and listed in the report.
     """
-    from .. import adapters
+    from . import adapters
 
     root, out = Path(images), Path(out_dir)
     paths = list_images(root)
