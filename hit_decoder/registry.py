@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from .config import HiTDecoderConfig
+from .configfile import shipped_configs
 from .decoder import HiTDecoder
 
 __all__ = ["list_decoders", "get_decoder_config", "create_decoder", "load_decoder_config"]
@@ -21,8 +21,7 @@ _PRESET_DIR = "decoders"
 
 
 def _preset_files() -> dict[str, Any]:
-    root = resources.files("hit_decoder.configs") / _PRESET_DIR
-    return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
+    return shipped_configs(_PRESET_DIR)
 
 
 @lru_cache(maxsize=None)

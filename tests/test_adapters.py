@@ -174,7 +174,7 @@ def test_plain_prefixed_and_net2net_checkpoints(shipped, tmp_path):
     info = A.describe_checkpoint(ckpt)
     assert info["layout"] == "Lightning checkpoint (Net2NetTransformer)"
     assert info["transformer"] == {"vocab_size": 32, "n_embd": 16, "n_layer": 1, "block_size": 17}
-    assert info["vq"]["codebook"]["size"] == 32 and info["vq"]["decoder"]["upsampling_factor"] == 2
+    assert info["vq"]["codebook"]["size"] == 32 and info["vq"]["decoder"]["downsample_factor"] == 2
 
 
 def test_missing_unexpected_and_misshaped_keys_are_listed(shipped, tmp_path):

@@ -145,7 +145,7 @@ def test_16_bit_png_is_scaled_by_bit_depth_not_by_its_own_range(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from hit_decoder.training.data import load_rgb
+    from hit_decoder.images import load_rgb
 
     for value, expected in ((65535, 255), (0, 0), (32896, 128)):
         path = tmp_path / f"v{value}.png"
@@ -363,7 +363,8 @@ def test_data_size_and_validation_images_are_checked_at_start_up(tmp_path):
 
 # ----------------------------------------------------------------------------- prior metadata and codebook
 def _prior(make_vq, tmp_path, **edit):
-    from hit_decoder.prior import _first_stage_summary, build_prior, save_prior
+    from hit_decoder.prior import build_prior, save_prior
+    from hit_decoder.prior import first_stage_summary as _first_stage_summary
 
     vq = make_vq()
     gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}

@@ -8,10 +8,13 @@ path: ``quantize.get_codebook_entry(flat_indices, shape=(B, h, w, embed_dim))`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint"]
+__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint", "downsample_factor"]
 
 
 def codebook_size(quantize: nn.Module) -> int:
@@ -69,3 +72,16 @@ def codebook_fingerprint(quantize: nn.Module) -> str:
             return hashlib.sha256(data).hexdigest()
     raise ValueError(f"cannot find the code vectors of {type(quantize).__name__}: expected a taming "
                      "VectorQuantizer2 or GumbelQuantize")
+
+
+def downsample_factor(model: nn.Module | Mapping[str, Any] | int) -> int:
+    """Pixels per code along each axis, ``2 ** (number of encoder levels - 1)``, of a taming VQ
+    model, of its ``ddconfig`` (a mapping with ``ch_mult``) or of a number of levels. The one place
+    this is computed for taming models."""
+    if isinstance(model, int):
+        levels = model
+    elif isinstance(model, Mapping):
+        levels = len(model["ch_mult"])
+    else:
+        levels = int(model.encoder.num_resolutions)
+    return 2 ** (int(levels) - 1)

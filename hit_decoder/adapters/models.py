@@ -33,7 +33,7 @@ from hit_decoder.decoder import HiTDecoder
 from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config
 
 from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
-from .codes import decode_indices
+from .codes import decode_indices, downsample_factor
 from .targets import check_targets
 
 __all__ = [
@@ -143,7 +143,7 @@ def _build_parts(model: VQModel, ddconfig: Any, lossconfig: Any, embed_dim: int,
     check_targets(plain(lossconfig), "lossconfig", f"{type(model).__name__} parameters")
     dd = check_ddconfig(ddconfig)
     z = int(dd["z_channels"])
-    factor = 2 ** (len(dd["ch_mult"]) - 1)
+    factor = downsample_factor(dd)
     model.image_key = image_key
     model.encoder = Encoder(**dd)
     model.decoder = HiTDecoder(resolve_decoder_config(decoder_config, z, factor, int(dd["out_ch"])))

@@ -82,12 +82,9 @@ def warmup_lr(base_lr: float, batch: int, warmup_batches: int) -> float:
 
 
 def _build_discriminator(cfg: TrainConfig) -> nn.Module:
-    from .. import adapters  # noqa: F401  (taming import shims)
-    from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
+    from .. import adapters
 
-    d = NLayerDiscriminator(input_nc=3, ndf=cfg.loss.disc_channels, n_layers=cfg.loss.disc_layers,
-                            use_actnorm=cfg.loss.disc_actnorm)
-    return d.apply(weights_init)
+    return adapters.build_discriminator(cfg.loss.disc_channels, cfg.loss.disc_layers, cfg.loss.disc_actnorm)
 
 
 class StageOneModule(pl.LightningModule):
