@@ -10,6 +10,8 @@ each in a fresh subprocess so that one measurement cannot inherit another's allo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -46,24 +48,25 @@ class DecodeResult:
 
 
 def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name."""
-    torch.manual_seed(seed)
-    if name == CNN_NAME:
-        import hit_decoder.adapters  # noqa: F401  (taming import shims)
-        from taming.modules.diffusionmodules.model import Decoder
+    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name. Seeded in a fork of
+    the global RNG: the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == CNN_NAME:
+            import hit_decoder.adapters  # noqa: F401  (taming import shims)
+            from taming.modules.diffusionmodules.model import Decoder
 
-        import contextlib
-        import io
+            with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
+                return Decoder(**TAMING_F16_DDCONFIG).eval()
+        from hit_decoder import create_decoder
 
-        with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
-            return Decoder(**TAMING_F16_DDCONFIG).eval()
-    from hit_decoder import create_decoder
-
-    return create_decoder(name).eval()
+        return create_decoder(name).eval()
 
 
 def _factor(model: torch.nn.Module) -> int:
-    return getattr(model, "downsample_factor", 2 ** (len(TAMING_F16_DDCONFIG["ch_mult"]) - 1))
+    from hit_decoder import adapters
+
+    return getattr(model, "downsample_factor", None) or adapters.downsample_factor(TAMING_F16_DDCONFIG)
 
 
 def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:

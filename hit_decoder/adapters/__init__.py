@@ -9,6 +9,7 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
 * :class:`HiTVQModel` / :class:`HiTGumbelVQ` — taming model classes with a HiT decoder, for
   taming-format YAMLs (``hit_decoder/configs/taming/``) and Net2NetTransformer ``first_stage_config``;
 * :func:`decode_indices` / :func:`encode_indices` — between images and code grids;
+  :func:`decode_codes` — code grids to images, whole or in (exact, for HiT decoders) tiles;
 * :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
 * :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading;
@@ -29,7 +30,14 @@ from .checkpoints import (  # noqa: E402  (taming must be importable first)
     load_state_strict,
     read_checkpoint,
 )
-from .codes import codebook_fingerprint, codebook_size, decode_indices, downsample_factor, encode_indices  # noqa: E402
+from .codes import (  # noqa: E402
+    codebook_fingerprint,
+    codebook_size,
+    decode_codes,
+    decode_indices,
+    downsample_factor,
+    encode_indices,
+)
 from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
 from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
@@ -53,6 +61,7 @@ __all__ = [
     "downsample_factor",
     "resolve_decoder_config",
     "decode_indices",
+    "decode_codes",
     "encode_indices",
     "codebook_size",
     "codebook_fingerprint",

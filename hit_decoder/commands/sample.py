@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.fileio import atomic_path, claim_outputs
     from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
-    from hit_decoder.tiling import decode_codes
+    from hit_decoder.adapters import decode_codes
     from hit_decoder.images import save_png, tensor_to_pil
 
     same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
