@@ -106,6 +106,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
             log.warning("skipping %s: %s", path, exc)
             report.skipped.append(str(path))
             continue
+        h, w = x.shape[-2:]
         quant, _, _ = vq.encode(x)
         xrec = vq.decode(quant).float()  # (1, 3, h, w)
         a, r = to_unit_range(x), to_unit_range(xrec)

@@ -14,8 +14,9 @@ Training samples are random crops (+ horizontal flips). Their randomness is a pu
 uninterrupted run would have seen, with any number of loader workers or DDP ranks.
 
 An unreadable or corrupt file is skipped with a warning naming it; the sample comes from the
-next readable file and carries ``skipped`` (how many files were passed over), which the training
-module sums into its logs.
+next readable file and carries ``skipped`` (how many files were passed over) and ``unreadable``
+(which); the training module logs how many distinct files could not be read (``data/skipped_images``,
+validation images dropped at start-up included).
 """
 
 from __future__ import annotations
@@ -189,7 +190,8 @@ def center_crop(img: Image.Image, size: int, resize: int | None) -> torch.Tensor
 class ImageFileDataset(Dataset):
     """Images from files. Training keys are ``(index, position)`` pairs from
     :class:`StepBatchSampler` (random crop seeded by position); validation keys are plain indices
-    (centre crop). Items: ``{"image": (3, size, size) in [-1, 1], "skipped": int}``."""
+    (centre crop). Items: ``{"image": (3, size, size) in [-1, 1], "skipped": int, "unreadable": [int]}``
+    (how many files were passed over for this sample, and their indices)."""
 
     def __init__(self, paths: Sequence[Path], size: int, resize: int | None = None, flip: bool = True,
                  seed: int = 0, train: bool = True) -> None:
@@ -225,7 +227,7 @@ class ImageFileDataset(Dataset):
             x = random_crop_flip(img, self.size, self.resize, self.flip, sample_generator(self.seed, position))
         else:
             x = center_crop(img, self.size, self.resize)
-        return {"image": x, "skipped": skipped}
+        return {"image": x, "skipped": skipped, "unreadable": [(index + s) % n for s in range(skipped)]}
 
 
 class PhotoCropDataset(Dataset):
@@ -257,7 +259,7 @@ class PhotoCropDataset(Dataset):
         else:
             gen = sample_generator(-1, index)  # fixed validation crops, the same in every run
             x = random_crop_flip(img, self.size, None, False, gen)
-        return {"image": x, "skipped": 0}
+        return {"image": x, "skipped": 0, "unreadable": []}
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -337,6 +339,7 @@ class DataSplits:
     train: Dataset
     val: Dataset
     description: str
+    unreadable_at_start: int = 0  # validation images dropped at start-up because they do not decode
 
 
 def _split_val(paths: list[Path], fraction: float, max_images: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -386,16 +389,19 @@ def build_data(cfg: Any, seed: int) -> DataSplits:
     else:
         train_paths, val_paths = _split_val(train_paths, cfg.val_fraction, cfg.val_max_images, seed)
         how = f"held out from {cfg.train} (data.val_fraction={cfg.val_fraction})"
+    listed = len(val_paths)
     val_paths = readable_images(val_paths, "data.val" if cfg.val is not None else "data.train (held-out part)")
     train = ImageFileDataset(train_paths, cfg.size, cfg.resize, cfg.flip, seed, train=True)
     val = ImageFileDataset(val_paths, cfg.size, cfg.resize, False, seed, train=False)
-    return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}")
+    return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}",
+                      unreadable_at_start=listed - len(val_paths))
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "image": torch.stack([it["image"] for it in items]),  # (B, 3, size, size)
         "skipped": torch.tensor(sum(int(it["skipped"]) for it in items), dtype=torch.long),
+        "unreadable": sorted({i for it in items for i in it["unreadable"]}),  # indices of the files passed over
     }
 
 

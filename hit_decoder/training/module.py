@@ -110,7 +110,7 @@ class StageOneModule(pl.LightningModule):
         # fixed helpers: not registered (kept out of state_dict / DDP), moved to the device lazily
         self._fixed: dict[str, nn.Module | None] = {"perceptual": perceptual, "teacher": teacher}
         self.batches_done = 0
-        self.skipped_images = 0
+        self.unreadable: set[int] = set()  # training-set indices of files that did not decode
         self.rng = torch.Generator().manual_seed(cfg.seed + 7919)  # dead-code restarts
         if self.swap:
             for part in frozen_parts(vq):
@@ -258,7 +258,7 @@ class StageOneModule(pl.LightningModule):
             ema_update_(self.ema_vq, self.vq, ema_decay_at(b, self.cfg.optim.ema_decay))
         restarted = self._codebook_bookkeeping(enc, b)
         self.batches_done = b + 1
-        self.skipped_images += int(batch["skipped"])
+        self.unreadable.update(int(i) for i in batch["unreadable"])
         self._log_train(g, d, enc, restarted)
 
     def _log_train(self, g: GeneratorStep, d: DiscriminatorStep | None, enc: Encoded, restarted: int) -> None:
@@ -280,9 +280,15 @@ class StageOneModule(pl.LightningModule):
         self.log_dict({k: (v.detach().float() if torch.is_tensor(v) else v) for k, v in logs.items()},
                       on_step=True, on_epoch=False, batch_size=enc.indices.shape[0])
         self.log("loss", g.total.detach().float(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        # cumulative count of unreadable files passed over, summed over ranks
-        self.log("data/skipped_images", float(self.skipped_images), on_step=True, on_epoch=False, reduce_fx="sum",
+        # distinct unreadable files found so far (ranks read overlapping files: the largest count of any rank)
+        self.log("data/skipped_images", float(self.skipped_images), on_step=True, on_epoch=False, reduce_fx="max",
                  sync_dist=True, batch_size=1)
+
+    @property
+    def skipped_images(self) -> int:
+        """Distinct files that could not be read: validation images dropped at start-up, and training
+        images passed over so far."""
+        return self.data.unreadable_at_start + len(self.unreadable)
 
     # ------------------------------------------------------------------ codebook
     def _codebook_bookkeeping(self, enc: Encoded, batch: int) -> int:
@@ -361,6 +367,7 @@ class StageOneModule(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "batches_done": self.batches_done,
             "skipped_images": self.skipped_images,
+            "unreadable_images": sorted(self.unreadable),
             "rng_state": self.rng.get_state(),
             "world_size": self.trainer.world_size if self._trainer is not None else 1,
             "config": config_to_dict(self.cfg),
@@ -380,7 +387,7 @@ class StageOneModule(pl.LightningModule):
         if progress is not None and self.batches_done < total:
             # a run that finished at a smaller max_batches continues: its last batch is no longer the last
             progress["is_last_batch"] = False
-        self.skipped_images = int(state["skipped_images"])
+        self.unreadable = set(state.get("unreadable_images", []))  # older checkpoints kept only a count
         self.rng.set_state(state["rng_state"])
         saved_world = int(state.get("world_size", 1))
         if self._trainer is not None and saved_world != self.trainer.world_size:
