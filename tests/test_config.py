@@ -107,3 +107,37 @@ def test_cli_lists_presets_with_params_and_gflops(capsys):
     for name in list_decoders():
         assert name in out
     assert "GFLOPs" in out
+
+
+def test_config_defaults_are_the_hit_b_f16_preset():
+    assert HiTDecoderConfig() == get_decoder_config("hit-b-f16")
+
+
+def test_inference_chunk_tokens_is_a_runtime_setting_not_architecture(tmp_path):
+    dec = create_decoder(TINY)
+    assert "inference_chunk_tokens" not in dec.config.to_dict()
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    # a file written before it left the architecture still loads (the key is ignored)
+    path = save_decoder(dec, tmp_path / "d.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = meta["config"][:-1] + ', "inference_chunk_tokens": 4096}'
+    save_file(state, str(tmp_path / "old.safetensors"), metadata=meta)
+    old = load_decoder(tmp_path / "old.safetensors")
+    assert old.config == dec.config and old.inference_chunk_tokens == 65536
+    assert HiTDecoderConfig.from_dict({**TINY, "inference_chunk_tokens": 7}) == dec.config
+
+
+def test_weight_decay_groups_follow_no_weight_decay():
+    from hit_decoder.training.module import weight_decay_groups
+
+    dec = create_decoder(TINY)
+    params = list(dec.parameters())
+    assert weight_decay_groups(params, dec, 0.0) == [{"params": params, "weight_decay": 0.0}]
+    decay, no_decay = weight_decay_groups(params, dec, 0.01)
+    exempt = {id(p) for n, p in dec.named_parameters() if n in dec.no_weight_decay()}
+    assert exempt and {id(p) for p in no_decay["params"]} == exempt and no_decay["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(no_decay["params"]) == len(params) and decay["weight_decay"] == 0.01

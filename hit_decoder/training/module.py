@@ -81,6 +81,19 @@ def warmup_lr(base_lr: float, batch: int, warmup_batches: int) -> float:
     return base_lr * min(1.0, (batch + 1) / warmup_batches)
 
 
+def weight_decay_groups(params: list[nn.Parameter], decoder: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: ``weight_decay`` on every parameter except those the decoder's
+    ``no_weight_decay()`` names (relative-position biases), which get none. One group when
+    ``weight_decay`` is 0 (the optimizer state of earlier runs keeps its layout)."""
+    if weight_decay == 0 or not hasattr(decoder, "no_weight_decay"):
+        return [{"params": list(params), "weight_decay": weight_decay}]
+    exempt = {id(p) for name, p in decoder.named_parameters() if name in decoder.no_weight_decay()}
+    decay = [p for p in params if id(p) not in exempt]
+    no_decay = [p for p in params if id(p) in exempt]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+            if g["params"]]
+
+
 def _build_discriminator(cfg: TrainConfig) -> nn.Module:
     from .. import adapters
 
@@ -215,7 +228,8 @@ class StageOneModule(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         oc = self.cfg.optim
         betas = (float(oc.betas[0]), float(oc.betas[1]))
-        opts = [torch.optim.Adam(self.trainable_vq_parameters(), lr=oc.lr, betas=betas, weight_decay=oc.weight_decay)]
+        groups = weight_decay_groups(self.trainable_vq_parameters(), self.vq.decoder, oc.weight_decay)
+        opts = [torch.optim.Adam(groups, lr=oc.lr, betas=betas)]
         if self.discriminator is not None:
             opts.append(torch.optim.Adam(self.discriminator.parameters(), lr=oc.disc_lr or oc.lr, betas=betas))
         return opts
