@@ -469,12 +469,12 @@ def test_library_files_cannot_name_foreign_code_and_writes_are_atomic(shipped, t
 
     evil = tmp_path / "evil.safetensors"
     save_file({"w": torch.zeros(1)}, str(evil), metadata={
-        "format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps({"target": "os.system", "params": {}})})
+        "format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps({"target": "os.system", "params": {}})})
     with pytest.raises(ValueError, match="target = 'os.system' is not a class hit-decoder supports"):
         A.load_vqmodel(evil)
     gcfg = gumbel_config()["model"]
     gcfg["params"]["temperature_scheduler_config"] = {"target": "builtins.eval", "params": {}}
-    save_file({"w": torch.zeros(1)}, str(evil), metadata={"format": A.FORMAT_VQMODEL, "version": "1",
+    save_file({"w": torch.zeros(1)}, str(evil), metadata={"format": A.FORMAT_VQMODEL, "version": "2",
                                                           "config": json.dumps(gcfg)})
     with pytest.raises(ValueError, match="builtins.eval"):
         A.load_vqmodel(evil)

@@ -134,7 +134,7 @@ def test_exports_and_library_files_carry_only_allowed_targets(tmp_path):
     config = A.taming_config(vq)
     config["params"]["temperature_scheduler_config"] = payload(marker)
     save_file(load_file(str(good)), str(tmp_path / "edited.safetensors"),
-              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+              metadata={"format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps(config)})
     with pytest.raises(A.UnsupportedTargetError, match=r"edited\.safetensors.*params\.temperature_scheduler_config"):
         A.load_vqmodel(tmp_path / "edited.safetensors")
     assert not marker.exists()
@@ -275,7 +275,7 @@ def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_fil
     config = A.taming_config(A.load_vqmodel(lib))
     config["params"]["n_embed"] = 20_000_000  # would allocate 640 MB of codebook before any check
     save_file(load_file(str(lib)), str(tmp_path / "big.safetensors"),
-              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+              metadata={"format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps(config)})
     with pytest.raises(ValueError, match=r"big\.safetensors.*do not fit.*quantize\.embedding\.weight"):
         A.load_vqmodel(tmp_path / "big.safetensors")
     dec = save_decoder(create_decoder("hit-s-f16", z_channels=4), tmp_path / "d.safetensors")
@@ -283,7 +283,7 @@ def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_fil
     for meta, msg in (({"config": json.dumps({**cfg, "channels": [100_000] * len(cfg["channels"])})}, "do not fit"),
                       ({"config": "{not json"}, r"d2\.safetensors.*'config'.*not valid JSON"),
                       ({}, r"d2\.safetensors.*'config'.*missing")):
-        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", **meta})
+        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
         with pytest.raises(ValueError, match=msg):
             load_decoder(tmp_path / "d2.safetensors")
 

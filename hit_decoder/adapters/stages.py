@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import types
 from typing import Any
 
 from taming.models.cond_transformer import Net2NetTransformer, disabled_train
@@ -46,7 +47,7 @@ def build_net2net(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dic
                                      cond_stage_key="class_label")
         else:
             raise ValueError(f"conditioning kind must be one of {CONDITIONING_KINDS}, got {kind!r}")
-    first_stage.eval().requires_grad_(False)
-    first_stage.train = disabled_train
+    nn.Module.train(first_stage, False).requires_grad_(False)  # also when a prior was built over it before
+    first_stage.train = types.MethodType(disabled_train, first_stage)  # taming's: train() no longer switches modes
     net.first_stage_model = first_stage
     return net
