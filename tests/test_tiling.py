@@ -79,8 +79,8 @@ def test_ramp_weights():
 
 
 def test_hit_geometry_of_presets():
-    assert hit_tile_geometry(create_decoder("hit-s-f16").config) == hit_tile_geometry(create_decoder("hit-s-f16"))
-    g = hit_tile_geometry(create_decoder("hit-b-f16"))
+    assert hit_tile_geometry(create_decoder("hit-1m-f16").config) == hit_tile_geometry(create_decoder("hit-1m-f16"))
+    g = hit_tile_geometry(create_decoder("hit-8m-f16"))
     assert (g.align, g.margin) == (16, 17)
     g = hit_tile_geometry(HiTDecoderConfig(**TINY))
     assert (g.align, g.margin) == (4, 5)  # super-windows: 2*2 tokens = 4 codes (stage 0), 4 tokens at 2x = 2 codes (stage 1)

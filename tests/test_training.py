@@ -234,7 +234,7 @@ def test_cli_rejects_unknown_keys_and_prints_merged_config(tmp_path, capsys):
 
 def test_data_errors_come_before_any_model_is_built(tmp_path):
     # the decoder below cannot match the encoder (f8 vs f4): building models would fail differently
-    cfg = tiny_config(tmp_path / "run", data={"train": str(tmp_path / "missing")}, model={"decoder": "hit-b-f8"})
+    cfg = tiny_config(tmp_path / "run", data={"train": str(tmp_path / "missing")}, model={"decoder": "hit-2m-f8"})
     with pytest.raises(FileNotFoundError, match="missing"):
         run_training(cfg)
     assert not (tmp_path / "run").exists()

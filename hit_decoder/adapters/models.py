@@ -30,7 +30,7 @@ from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
-from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config
+from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config, preset_name
 
 from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
 from .codes import decode_indices, downsample_factor
@@ -120,6 +120,7 @@ def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDeco
     """
     interface = {"z_channels": z_channels, **({} if out_channels is None else {"out_channels": out_channels})}
     label = repr(str(spec)) if isinstance(spec, (str, os.PathLike)) else "config"
+    spec = preset_name(spec) if isinstance(spec, str) else spec
     if isinstance(spec, (str, os.PathLike)) and str(spec) not in list_decoders() \
             and Path(spec).suffix in (".yaml", ".yml"):
         if not Path(spec).is_file():

@@ -57,9 +57,9 @@ class ModelConfig:
     n_embed: int = 1024
     embed_dim: int = 256
     beta: float = 0.25  # commitment weight of the VQ loss
-    # preset name ("hit-b-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
+    # preset name ("hit-8m-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
     # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below
-    decoder: Any = "hit-b-f16"
+    decoder: Any = "hit-8m-f16"
     decoder_overrides: dict[str, Any] = field(default_factory=dict)
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
     vqgan_config: Optional[str] = None
