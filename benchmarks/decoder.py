@@ -5,7 +5,7 @@
 
 Measures parameters, GFLOPs (torch.utils.flop_counter), decode seconds / images per second on this
 CPU (batch 1, torch.no_grad, median of repeats after a warm-up) and the rise of peak RSS during one
-decode (fresh subprocess per case). Targets for hit-b-f16 (issue 2): <= 1/8 of the CNN's FLOPs at
+decode (fresh subprocess per case). Targets for hit-8m-f16 (issue 2): <= 1/8 of the CNN's FLOPs at
 256², >= 5x its CPU throughput at every size, <= 1/2 its peak memory at 1024².
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from hit_decoder import list_decoders
-from hit_decoder.benchmarking import CNN_NAME, markdown_table, measure, update_section
+from benchmarking import CNN_NAME, markdown_table, measure, update_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,17 +30,17 @@ def check_targets(results) -> list[str]:
     by = {(r.model, r.size): r for r in results}
     lines = []
     for size in sorted({r.size for r in results}):
-        cnn, hit = by.get((CNN_NAME, size)), by.get(("hit-b-f16", size))
+        cnn, hit = by.get((CNN_NAME, size)), by.get(("hit-8m-f16", size))
         if not (cnn and hit):
             continue
         if size == 256:
             ratio = hit.gflops / cnn.gflops
-            lines.append(f"- FLOPs at 256²: hit-b-f16 / CNN = {ratio:.3f} (target <= 0.125): {'met' if ratio <= 0.125 else 'NOT met'}")
+            lines.append(f"- FLOPs at 256²: hit-8m-f16 / CNN = {ratio:.3f} (target <= 0.125): {'met' if ratio <= 0.125 else 'NOT met'}")
         speed = hit.images_per_s / cnn.images_per_s
-        lines.append(f"- throughput at {size}²: hit-b-f16 / CNN = {speed:.1f}x (target >= 5x): {'met' if speed >= 5 else 'NOT met'}")
+        lines.append(f"- throughput at {size}²: hit-8m-f16 / CNN = {speed:.1f}x (target >= 5x): {'met' if speed >= 5 else 'NOT met'}")
         if size == 1024 and hit.peak_mem_mb and cnn.peak_mem_mb:
             m = hit.peak_mem_mb / cnn.peak_mem_mb
-            lines.append(f"- peak memory at 1024²: hit-b-f16 / CNN = {m:.3f} (target <= 0.5): {'met' if m <= 0.5 else 'NOT met'}")
+            lines.append(f"- peak memory at 1024²: hit-8m-f16 / CNN = {m:.3f} (target <= 0.5): {'met' if m <= 0.5 else 'NOT met'}")
     return lines
 
 
@@ -69,7 +69,7 @@ def main() -> int:
         "in turn, per size and repeat) after one warm-up each, so load drifts hit all models alike;",
         "peak MB is the rise of the process's",
         "peak RSS during one decode in a fresh subprocess. f16 models decode a (256/16)²-per-256px grid,",
-        "hit-b-f8 a (256/8)² one.",
+        "hit-2m-f8 a (256/8)² one.",
         "",
         env,
         "",

@@ -39,10 +39,11 @@ from pathlib import Path
 import torch
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig
-from hit_decoder.benchmarking import update_section
+from benchmarking import update_section
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.training import run_training
-from hit_decoder.training.data import EMBEDDED_TRAIN, EMBEDDED_VAL, _resize_shorter, _to_tensor, embedded_photographs
+from hit_decoder.images import fit_to_factor
+from hit_decoder.training.data import EMBEDDED_TRAIN, EMBEDDED_VAL, embedded_photographs
 from hit_decoder.training.metrics import psnr, seam_ratios, ssim, to_unit_range
 from hit_decoder.training.models import seeded
 
@@ -144,10 +145,7 @@ def held_out_images(names=EMBEDDED_VAL, side: int = 256) -> dict[str, torch.Tens
     """The held-out photographs whole: shorter side ``side``, sides cut (centred) to multiples of 8."""
     out = {}
     for name, img in embedded_photographs(names):
-        img = _resize_shorter(img, side)
-        w, h = img.size[0] // FACTOR * FACTOR, img.size[1] // FACTOR * FACTOR
-        left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
-        out[name] = _to_tensor(img.crop((left, top, left + w, top + h)))[None]  # (1, 3, h, w) in [-1, 1]
+        out[name] = fit_to_factor(img, FACTOR, resize=side)[None]  # (1, 3, h, w) in [-1, 1]
     return out
 
 

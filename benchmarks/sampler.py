@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 import hit_decoder.adapters  # noqa: F401  (taming import shims)
-from hit_decoder.benchmarking import update_section
+from benchmarking import update_section
 from hit_decoder.sampling import sample_sliding_window
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +49,10 @@ def build_prior(vocab: int, n_layer: int, n_embd: int, n_head: int, window: int,
         "target": "taming.modules.transformer.mingpt.GPT",
         "params": dict(vocab_size=vocab, block_size=window * window, n_layer=n_layer, n_head=n_head, n_embd=n_embd),
     }
-    torch.manual_seed(0)
-    with contextlib.redirect_stdout(io.StringIO()):  # taming prints its set-up
+    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):  # taming prints its set-up
+        torch.manual_seed(0)  # in a fork: the caller's random state is left as it was
         model = Net2NetTransformer(gpt, first_stage, "__is_unconditional__", unconditional=True)
-    torch.nn.init.normal_(model.transformer.pos_emb, std=0.02)  # taming starts it at zero
+        torch.nn.init.normal_(model.transformer.pos_emb, std=0.02)  # taming starts it at zero
     return model.to(dtype).eval()
 
 

@@ -31,6 +31,11 @@ _CHOICES = {
 }
 
 
+#: keys that decoder files and YAMLs of hit-decoder <= 0.2 carried in the architecture but that are
+#: runtime settings now (``HiTDecoder(config, inference_chunk_tokens=...)``): ignored when read
+RETIRED_KEYS = ("inference_chunk_tokens",)
+
+
 @dataclass(frozen=True)
 class HiTDecoderConfig:
     """Architecture of a HiT decoder.
@@ -65,7 +70,7 @@ class HiTDecoderConfig:
     heads: tuple[int, ...] = (8, 4, 4, 4, 4)
     num_attention_stages: int = 3
     block_size: tuple[int, ...] = (4, 8, 8)
-    dilation_grid: tuple[int, ...] = (4, 4, 8)
+    dilation_grid: tuple[int, ...] = (4, 4, 4)
     cross_window: int = 3
     cross_attention: str = "pixel"
     upsample: str = "bilinear"
@@ -77,7 +82,6 @@ class HiTDecoderConfig:
     out_channels: int = 3
     norm_eps: float = 1e-6
     init_std: float = 0.02
-    inference_chunk_tokens: int = 65536
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
@@ -172,8 +176,10 @@ class HiTDecoderConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> HiTDecoderConfig:
-        """Build from a mapping (YAML / JSON / OmegaConf). Unknown keys raise ``ValueError``."""
-        merged = {**dict(data), **overrides}
+        """Build from a mapping (YAML / JSON / OmegaConf). Unknown keys raise ``ValueError``;
+        :data:`RETIRED_KEYS` (runtime settings that older files saved with the architecture) are
+        ignored."""
+        merged = {k: v for k, v in {**dict(data), **overrides}.items() if k not in RETIRED_KEYS}
         known = set(cls.field_names())
         unknown = sorted(k for k in merged if k not in known)
         if unknown:

@@ -93,10 +93,10 @@ def _residual_mlp(x: torch.Tensor, norm: nn.LayerNorm, mlp: Mlp, chunk: int) -> 
 
 
 class _AttentionBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, block: int, grid: int, cfg: HiTDecoderConfig) -> None:
+    def __init__(self, dim: int, heads: int, block: int, dilation_grid: int, cfg: HiTDecoderConfig) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
-        self.attn = MultiAxisAttention(dim, heads, block, grid)
+        self.attn = MultiAxisAttention(dim, heads, block, dilation_grid)
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, cfg.mlp_ratio)
 
@@ -211,7 +211,7 @@ class _RgbHead(nn.Module):
 class HiTDecoder(nn.Module):
     """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
 
-    def __init__(self, config: HiTDecoderConfig) -> None:
+    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = 65536) -> None:
         super().__init__()
         if not isinstance(config, HiTDecoderConfig):
             raise TypeError(
@@ -219,6 +219,9 @@ class HiTDecoder(nn.Module):
                 "use hit_decoder.create_decoder(name_or_dict) to build from a preset or a dict"
             )
         self.config = config
+        #: runtime setting, not architecture (not saved): without autograd, per-pixel work in large
+        #: stages runs in row bands of about this many tokens; any value gives the same image
+        self.inference_chunk_tokens = int(inference_chunk_tokens)
         self.latent_embed = nn.Linear(config.z_channels, config.latent_dim)
         self.latent_norm = nn.LayerNorm(config.latent_dim, eps=config.norm_eps)
         self.stages = nn.ModuleList(_Stage(config, i) for i in range(config.num_stages))
@@ -293,7 +296,7 @@ class HiTDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``."""
         self._check_input(z)
-        chunk = self.config.inference_chunk_tokens
+        chunk = self.inference_chunk_tokens
         B, _, h, w = z.shape
         f = self.config.downsample_factor
         if not torch.is_grad_enabled() and w > h and B * w * f * f > 4 * chunk:
@@ -307,7 +310,7 @@ class HiTDecoder(nn.Module):
         from .tiling import decode_tiled, hit_tile_geometry
 
         g = hit_tile_geometry(self.config)
-        f, chunk = self.config.downsample_factor, self.config.inference_chunk_tokens
+        f, chunk = self.config.downsample_factor, self.inference_chunk_tokens
         cols = max(g.align, (chunk // max(1, z.shape[0] * z.shape[2] * f * f)) // g.align * g.align)
         if cols >= z.shape[3]:
             return self._decode(z, chunk)

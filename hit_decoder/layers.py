@@ -44,8 +44,9 @@ def block_unpartition(t: torch.Tensor, b: int, H: int, W: int) -> torch.Tensor:
     return x.reshape(-1, H, W, C)
 
 
-def dilated_partition(x: torch.Tensor, b: int, d: int) -> torch.Tensor:
-    """``(B, H, W, C) -> (B * H/(bd) * W/(bd) * b*b, d*d, C)``: dilated groups.
+def dilated_partition(x: torch.Tensor, block: int, dilation_grid: int) -> torch.Tensor:
+    """``(B, H, W, C) -> (B * H/(bd) * W/(bd) * b*b, d*d, C)``: dilated groups (``b`` = block,
+    ``d`` = dilation_grid).
 
     The grid is cut into super-windows of ``(b*d) x (b*d)`` tokens; inside one, the tokens that
     share the same offset within their b x b block form a group of ``d*d`` tokens at stride ``b``.
@@ -53,18 +54,20 @@ def dilated_partition(x: torch.Tensor, b: int, d: int) -> torch.Tensor:
     group size, and so the cost per token, bounded on larger grids.
     """
     B, H, W, C = x.shape
+    b, d = block, dilation_grid
     s = b * d
     assert H % s == 0 and W % s == 0, (
-        f"dilated_partition: grid {H}x{W} is not a multiple of block*grid = {b}*{d} = {s}"
+        f"dilated_partition: grid {H}x{W} is not a multiple of block*dilation_grid = {b}*{d} = {s}"
     )
     x = x.view(B, H // s, d, b, W // s, d, b, C)  # (B, nH, gi, oi, nW, gj, oj, C)
     x = x.permute(0, 1, 4, 3, 6, 2, 5, 7)  # (B, nH, nW, oi, oj, gi, gj, C)
     return x.reshape(-1, d * d, C)
 
 
-def dilated_unpartition(t: torch.Tensor, b: int, d: int, H: int, W: int) -> torch.Tensor:
+def dilated_unpartition(t: torch.Tensor, block: int, dilation_grid: int, H: int, W: int) -> torch.Tensor:
     """Inverse of :func:`dilated_partition`."""
     C = t.shape[-1]
+    b, d = block, dilation_grid
     s = b * d
     x = t.view(-1, H // s, W // s, b, b, d, d, C)  # (B, nH, nW, oi, oj, gi, gj, C)
     x = x.permute(0, 1, 5, 3, 2, 6, 4, 7)  # (B, nH, gi, oi, nW, gj, oj, C)
@@ -106,28 +109,28 @@ class MultiAxisAttention(nn.Module):
 
     Half of the heads attend inside their ``b x b`` block (regional), the other half among the
     ``d x d`` tokens at the same in-block offset inside a ``(b d) x (b d)`` super-window (dilated,
-    stride ``b``). All query heads share one key head and one value head; the two halves are
+    stride ``b``; ``b`` = block, ``d`` = dilation_grid). All query heads share one key head and one value head; the two halves are
     concatenated and share one output projection. Relative-position biases per half.
     """
 
-    def __init__(self, dim: int, heads: int, block: int, grid: int) -> None:
+    def __init__(self, dim: int, heads: int, block: int, dilation_grid: int) -> None:
         super().__init__()
         assert heads % 2 == 0, "MultiAxisAttention needs an even number of heads"
-        self.dim, self.heads, self.block, self.grid = dim, heads, block, grid
+        self.dim, self.heads, self.block, self.dilation_grid = dim, heads, block, dilation_grid
         self.head_dim = dim // heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * self.head_dim)
         self.proj = nn.Linear(dim, dim)
         half = heads // 2
         self.regional_bias = nn.Parameter(torch.zeros(half, (2 * block - 1) ** 2))
-        self.dilated_bias = nn.Parameter(torch.zeros(half, (2 * grid - 1) ** 2))
+        self.dilated_bias = nn.Parameter(torch.zeros(half, (2 * dilation_grid - 1) ** 2))
         self.register_buffer("regional_index", relative_position_index(block), persistent=False)
-        self.register_buffer("dilated_index", relative_position_index(grid), persistent=False)
+        self.register_buffer("dilated_index", relative_position_index(dilation_grid), persistent=False)
 
     @property
     def multiple(self) -> int:
         """Grid sides must be multiples of this (the caller pads)."""
-        return self.block * self.grid
+        return self.block * self.dilation_grid
 
     def _bias(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         L = index.shape[0]
@@ -149,10 +152,10 @@ class MultiAxisAttention(nn.Module):
         return unpart(out)  # (B, H, W, half*dh)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """``x (B, H, W, C)`` with H, W multiples of ``block*grid``; ``valid (H, W)`` marks real
+        """``x (B, H, W, C)`` with H, W multiples of ``block*dilation_grid``; ``valid (H, W)`` marks real
         (non-padding) tokens — padding is never attended to. Returns ``(B, H, W, C)``."""
         B, H, W, C = x.shape
-        b, d = self.block, self.grid
+        b, d = self.block, self.dilation_grid
         q = self.q(x)  # (B, H, W, C)
         k, v = self.kv(x).chunk(2, dim=-1)  # (B, H, W, dh) each
         half = C // 2

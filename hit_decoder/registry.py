@@ -6,23 +6,38 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from .config import HiTDecoderConfig
+from .configfile import shipped_configs
 from .decoder import HiTDecoder
 
-__all__ = ["list_decoders", "get_decoder_config", "create_decoder", "load_decoder_config"]
+__all__ = ["list_decoders", "get_decoder_config", "create_decoder", "load_decoder_config", "preset_name",
+           "RENAMED_PRESETS"]
 
 _PRESET_DIR = "decoders"
 
+#: presets of hit-decoder <= 0.2 whose names promised HiT's sizes (HiT-B has 46.2M parameters,
+#: "hit-b-f16" had 8.4M): the old names still work, with a warning
+RENAMED_PRESETS = {"hit-b-f16": "hit-8m-f16", "hit-b-f8": "hit-2m-f8", "hit-s-f16": "hit-1m-f16"}
+
+
+def preset_name(name: str) -> str:
+    """``name`` itself, or the current name of a renamed preset (with a ``FutureWarning``)."""
+    if name in RENAMED_PRESETS:
+        import warnings
+
+        warnings.warn(f"decoder preset {name!r} is now called {RENAMED_PRESETS[name]!r} (the old name promised "
+                      "HiT's model size); the old name will go", FutureWarning, stacklevel=3)
+        return RENAMED_PRESETS[name]
+    return name
+
 
 def _preset_files() -> dict[str, Any]:
-    root = resources.files("hit_decoder.configs") / _PRESET_DIR
-    return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
+    return shipped_configs(_PRESET_DIR)
 
 
 @lru_cache(maxsize=None)
@@ -43,6 +58,7 @@ def list_decoders() -> list[str]:
 def get_decoder_config(name: str, **overrides: Any) -> HiTDecoderConfig:
     """The preset ``name`` as a :class:`HiTDecoderConfig`, with optional field overrides."""
     presets = _preset_dicts()
+    name = preset_name(name)
     if name not in presets:
         raise ValueError(f"unknown decoder preset {name!r}; available presets: {', '.join(sorted(presets))}")
     return HiTDecoderConfig.from_dict(presets[name], **overrides)
@@ -56,7 +72,7 @@ def load_decoder_config(source: str | os.PathLike | Mapping[str, Any] | HiTDecod
     if isinstance(source, Mapping) or OmegaConf.is_config(source):
         data = OmegaConf.to_container(source, resolve=True) if OmegaConf.is_config(source) else dict(source)
         return HiTDecoderConfig.from_dict(data, **overrides)
-    text = str(source)
+    text = preset_name(str(source))
     if text in _preset_dicts():
         return get_decoder_config(text, **overrides)
     path = Path(text)
@@ -72,8 +88,8 @@ def load_decoder_config(source: str | os.PathLike | Mapping[str, Any] | HiTDecod
     )
 
 
-def create_decoder(spec: str | os.PathLike | Mapping[str, Any] | HiTDecoderConfig = "hit-b-f16",
+def create_decoder(spec: str | os.PathLike | Mapping[str, Any] | HiTDecoderConfig = "hit-8m-f16",
                    **overrides: Any) -> HiTDecoder:
     """Build a freshly initialised :class:`HiTDecoder` from a preset name, YAML path, mapping or
-    config, with optional field overrides (``create_decoder("hit-b-f16", z_channels=4)``)."""
+    config, with optional field overrides (``create_decoder("hit-8m-f16", z_channels=4)``)."""
     return HiTDecoder(load_decoder_config(spec, **overrides))

@@ -52,6 +52,7 @@ __all__ = [
     "default_window",
     "draw_uniforms",
     "sample_tokens",
+    "top_k_top_p_filtering",
     "sample_sliding_window",
     "grid_shape_for",
     "wavefront_rounds",
@@ -255,6 +256,37 @@ def draw_uniforms(
     return (1.0 - u).to(device)  # (B, H, W), in (0, 1]
 
 
+def top_k_top_p_filtering(
+    logits: torch.Tensor,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    filter_value: float = -float("inf"),
+    min_tokens_to_keep: int = 1,
+) -> torch.Tensor:
+    """Mask logits outside the top-k and the nucleus of mass ``top_p`` (last dim).
+
+    Same contract as the function taming imported from ``transformers``: ``top_k=0`` and
+    ``top_p=1.0`` disable the respective filter; at least ``min_tokens_to_keep`` survive.
+    Returns a new tensor.
+    """
+    logits = logits.clone()
+    vocab = logits.shape[-1]
+    if top_k and top_k > 0:
+        k = min(max(int(top_k), min_tokens_to_keep), vocab)
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, filter_value)
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cum > top_p
+        # shift right so the token that crosses the threshold is kept
+        remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
+        remove_sorted[..., :min_tokens_to_keep] = False
+        remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
+        logits = logits.masked_fill(remove, filter_value)
+    return logits
+
+
 def sample_tokens(
     logits: torch.Tensor,
     u: torch.Tensor,
@@ -269,8 +301,6 @@ def sample_tokens(
     probability reaches ``u``. Filtering as taming's ``top_k_top_p_filtering`` (top-k, then the
     nucleus of mass ``top_p``). Tokens with probability 0 are never drawn. Returns ``(B,)`` long.
     """
-    from .adapters import top_k_top_p_filtering
-
     logits = logits / temperature  # (B, V)
     if top_k is not None or top_p is not None:
         logits = top_k_top_p_filtering(logits, top_k=top_k or 0, top_p=1.0 if top_p is None else top_p)

@@ -57,8 +57,10 @@ def save_decoder(decoder: HiTDecoder, path: str | os.PathLike) -> Path:
 
 
 def read_safetensors(path: str | os.PathLike, expected_format: str, version: str = "1",
-                     retired: dict[str, str] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read tensors + metadata of a hit-decoder safetensors file, with clear errors.
+                     retired: dict[str, str] | None = None, *,
+                     tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors + metadata of a hit-decoder safetensors file, with clear errors
+    (``tensors=False``: the metadata only, the returned state is empty).
 
     ``version`` is the format version this library writes; files of a ``retired`` version (with
     the reason) or of a newer version are refused with an error that says what to do.
@@ -71,7 +73,7 @@ def read_safetensors(path: str | os.PathLike, expected_format: str, version: str
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
+        state = load_file(str(path)) if tensors else {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(
             f"{path} is not a readable safetensors file ({exc}); it may be truncated or corrupt — "

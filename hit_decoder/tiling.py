@@ -31,7 +31,7 @@ from fractions import Fraction
 
 import torch
 
-__all__ = ["TileGeometry", "Tile", "tile_starts", "plan_tiles", "ramp", "decode_tiled", "hit_tile_geometry", "hit_dependency", "decode_codes"]
+__all__ = ["TileGeometry", "Tile", "tile_starts", "plan_tiles", "ramp", "decode_tiled", "hit_tile_geometry", "hit_dependency"]
 
 
 def _pair(name: str, value: int | Sequence[int], minimum: int) -> tuple[int, int]:
@@ -261,44 +261,3 @@ def hit_tile_geometry(config) -> TileGeometry:
     left = max(e - hit_dependency(cfg, e * f, e * f)[0] for e in range(align))
     right = max(hit_dependency(cfg, e * f - 1, e * f - 1)[1] - (e - 1) for e in range(align))
     return TileGeometry(align=align, margin=max(left, right))
-
-
-def decode_codes(
-    vq: torch.nn.Module,
-    indices: torch.Tensor,
-    *,
-    tile: int | None = None,
-    overlap: int | None = None,
-    margin: int | None = None,
-    align: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Code indices ``(B, h, w)`` -> images through a taming VQ model, whole or tile by tile.
-
-    With ``tile`` (codes), tiles of the index grid are decoded by
-    :func:`hit_decoder.adapters.decode_indices`. For a HiT decoder the defaults are the exact
-    geometry of :func:`hit_tile_geometry` with no overlap; for other decoders (approximate) a margin
-    of ``tile // 4`` and an overlap of ``tile // 8`` codes.
-    """
-    from . import adapters
-    from .decoder import HiTDecoder
-
-    if tile is None:
-        return adapters.decode_indices(vq, indices)
-    if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
-        raise ValueError(f"decode_codes expects code indices of shape (B, h, w), got {getattr(indices, 'shape', type(indices))}")
-    if isinstance(getattr(vq, "decoder", None), HiTDecoder):
-        geometry = hit_tile_geometry(vq.decoder.config)
-        default_overlap = 0
-    else:
-        geometry = TileGeometry(align=1, margin=max(1, tile // 4))
-        default_overlap = tile // 8
-    return decode_tiled(
-        lambda t: adapters.decode_indices(vq, t[:, 0]),  # (B, 1, h', w') index tile -> image tile
-        indices[:, None],
-        tile=tile,
-        overlap=default_overlap if overlap is None else overlap,
-        margin=geometry.margin if margin is None else margin,
-        align=geometry.align if align is None else align,
-        progress=progress,
-    )

@@ -174,7 +174,7 @@ def test_plain_prefixed_and_net2net_checkpoints(shipped, tmp_path):
     info = A.describe_checkpoint(ckpt)
     assert info["layout"] == "Lightning checkpoint (Net2NetTransformer)"
     assert info["transformer"] == {"vocab_size": 32, "n_embd": 16, "n_layer": 1, "block_size": 17}
-    assert info["vq"]["codebook"]["size"] == 32 and info["vq"]["decoder"]["upsampling_factor"] == 2
+    assert info["vq"]["codebook"]["size"] == 32 and info["vq"]["decoder"]["downsample_factor"] == 2
 
 
 def test_missing_unexpected_and_misshaped_keys_are_listed(shipped, tmp_path):
@@ -333,13 +333,13 @@ def test_swap_rejects_decoders_that_do_not_fit(shipped):
     with pytest.raises(ValueError, match="z_channels=16.*post_quant_conv outputs 8.*z_channels=8"):
         A.swap_decoder(model, wrong_z)
     with pytest.raises(ValueError, match="upsamples by 16.*downsamples by 2.*no shipped preset has f=2"):
-        A.swap_decoder(model, "hit-s-f16")
+        A.swap_decoder(model, "hit-1m-f16")
     with pytest.raises(ValueError, match="depht"):
         A.swap_decoder(model, TINY_HIT, depht=3)
     assert type(model) is VQModel and not isinstance(model.decoder, HiTDecoder)  # untouched after errors
     f8 = A.load_vqgan(vq_config(dd={**DD, "ch_mult": [1, 1, 1, 1], "attn_resolutions": []}))
-    with pytest.raises(ValueError, match="f=8: hit-b-f8"):
-        A.swap_decoder(f8, "hit-s-f16")
+    with pytest.raises(ValueError, match="f=8: hit-2m-f8"):
+        A.swap_decoder(f8, "hit-1m-f16")
     with pytest.raises(ValueError, match="supports taming VQModel and GumbelVQ"):
         A.swap_decoder(nn.Linear(2, 2), TINY_HIT)
 
@@ -430,8 +430,8 @@ def test_shipped_taming_yamls_instantiate_through_taming():
             assert type(A.load_vqgan(cfg)) is type(vq), f.name
         seen.add(type(vq).__name__)
     assert seen == {"HiTVQModel", "HiTGumbelVQ"}
-    # one for real, with weights: taming's f8 Gumbel layout with the hit-b-f8 decoder
-    cfg = OmegaConf.create((root / "vqgan_gumbel_f8_hit-b.yaml").read_text())
+    # one for real, with weights: taming's f8 Gumbel layout with the hit-2m-f8 decoder
+    cfg = OmegaConf.create((root / "vqgan_gumbel_f8_hit-2m.yaml").read_text())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = instantiate_from_config(cfg.model).eval()
@@ -469,12 +469,12 @@ def test_library_files_cannot_name_foreign_code_and_writes_are_atomic(shipped, t
 
     evil = tmp_path / "evil.safetensors"
     save_file({"w": torch.zeros(1)}, str(evil), metadata={
-        "format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps({"target": "os.system", "params": {}})})
+        "format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps({"target": "os.system", "params": {}})})
     with pytest.raises(ValueError, match="target = 'os.system' is not a class hit-decoder supports"):
         A.load_vqmodel(evil)
     gcfg = gumbel_config()["model"]
     gcfg["params"]["temperature_scheduler_config"] = {"target": "builtins.eval", "params": {}}
-    save_file({"w": torch.zeros(1)}, str(evil), metadata={"format": A.FORMAT_VQMODEL, "version": "1",
+    save_file({"w": torch.zeros(1)}, str(evil), metadata={"format": A.FORMAT_VQMODEL, "version": "2",
                                                           "config": json.dumps(gcfg)})
     with pytest.raises(ValueError, match="builtins.eval"):
         A.load_vqmodel(evil)
@@ -488,7 +488,7 @@ def test_library_files_cannot_name_foreign_code_and_writes_are_atomic(shipped, t
 def test_hit_vqmodel_from_config_with_a_preset_name_and_ckpt_path(shipped, tmp_path):
     cfg, ref, ckpt, yaml = shipped
     params = {**copy.deepcopy(cfg["model"]["params"]), "lossconfig": {"target": "torch.nn.Identity"},
-              "ddconfig": {**DD, "ch_mult": [1, 1, 1, 1, 1], "attn_resolutions": []}, "decoder_config": "hit-s-f16"}
+              "ddconfig": {**DD, "ch_mult": [1, 1, 1, 1, 1], "attn_resolutions": []}, "decoder_config": "hit-1m-f16"}
     model = instantiate_from_config({"target": "hit_decoder.adapters.HiTVQModel", "params": params})
     assert model.decoder.downsample_factor == 16 and model.decoder.z_channels == 8  # preset's z filled from ddconfig
     path = tmp_path / "w.ckpt"
@@ -509,10 +509,10 @@ def test_cli_swap_and_inspect(tmp_path, capsys):
     ref = taming_built(cfg)
     ckpt, yaml = save_as_taming_ships(ref, cfg, tmp_path / "in")
     out = tmp_path / "out"
-    assert main(["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
+    assert main(["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-1m-f16",
                  "--override", "depths=[1,1,1,1,1]", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "hit-s-f16" in printed and "model.safetensors" in printed
+    assert "hit-1m-f16" in printed and "model.safetensors" in printed
     lib = A.load_vqmodel(out / "model.safetensors")
     tam = A.load_vqgan(out / "taming" / "model.yaml", out / "taming" / "model.ckpt")
     assert type(lib) is A.HiTVQModel and same_state(lib, tam)
@@ -530,6 +530,6 @@ def test_cli_swap_and_inspect(tmp_path, capsys):
     bad.write_bytes(ckpt.read_bytes()[:1000])
     assert main(["inspect", str(bad)]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
-    assert main(["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-b-f8",
+    assert main(["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-2m-f8",
                  "--out", str(tmp_path / "x")]) == 2
-    assert "hit-b-f16" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert "hit-8m-f16" in capsys.readouterr().err and not (tmp_path / "x").exists()

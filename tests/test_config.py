@@ -25,26 +25,26 @@ TINY = dict(z_channels=4, channels=[16, 8], depths=[1, 1], heads=[2, 2], num_att
 
 def test_presets_exist_and_are_shipped_as_yaml():
     names = list_decoders()
-    assert {"hit-s-f16", "hit-b-f16", "hit-b-f8"} <= set(names)
+    assert {"hit-1m-f16", "hit-8m-f16", "hit-2m-f8"} <= set(names)
     root = resources.files("hit_decoder.configs") / "decoders"
     for name in names:
         data = OmegaConf.to_container(OmegaConf.load(str(root / f"{name}.yaml")))
         assert get_decoder_config(name) == HiTDecoderConfig.from_dict(data)
-    assert get_decoder_config("hit-b-f16").downsample_factor == 16
-    assert get_decoder_config("hit-b-f16").z_channels == 256
-    assert get_decoder_config("hit-b-f8").downsample_factor == 8
+    assert get_decoder_config("hit-8m-f16").downsample_factor == 16
+    assert get_decoder_config("hit-8m-f16").z_channels == 256
+    assert get_decoder_config("hit-2m-f8").downsample_factor == 8
 
 
 def test_unknown_key_raises_naming_the_key(tmp_path):
     with pytest.raises(ValueError, match="chanels"):
         HiTDecoderConfig.from_dict({**TINY, "chanels": [1]})
     with pytest.raises(ValueError, match="dephts"):
-        create_decoder("hit-s-f16", dephts=(1,))
+        create_decoder("hit-1m-f16", dephts=(1,))
     path = tmp_path / "bad.yaml"
     path.write_text("z_channels: 4\nblock_sise: [2]\n")
     with pytest.raises(ValueError, match="block_sise"):
         load_decoder_config(path)
-    with pytest.raises(ValueError, match="unknown decoder preset 'hit-xl'.*hit-b-f16"):
+    with pytest.raises(ValueError, match="unknown decoder preset 'hit-xl'.*hit-8m-f16"):
         get_decoder_config("hit-xl")
 
 
@@ -107,3 +107,49 @@ def test_cli_lists_presets_with_params_and_gflops(capsys):
     for name in list_decoders():
         assert name in out
     assert "GFLOPs" in out
+
+
+def test_config_defaults_are_the_hit_b_f16_preset():
+    assert HiTDecoderConfig() == get_decoder_config("hit-8m-f16")
+
+
+def test_inference_chunk_tokens_is_a_runtime_setting_not_architecture(tmp_path):
+    dec = create_decoder(TINY)
+    assert "inference_chunk_tokens" not in dec.config.to_dict()
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    # a file written before it left the architecture still loads (the key is ignored)
+    path = save_decoder(dec, tmp_path / "d.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = meta["config"][:-1] + ', "inference_chunk_tokens": 4096}'
+    save_file(state, str(tmp_path / "old.safetensors"), metadata=meta)
+    old = load_decoder(tmp_path / "old.safetensors")
+    assert old.config == dec.config and old.inference_chunk_tokens == 65536
+    assert HiTDecoderConfig.from_dict({**TINY, "inference_chunk_tokens": 7}) == dec.config
+
+
+def test_weight_decay_groups_follow_no_weight_decay():
+    from hit_decoder.training.module import weight_decay_groups
+
+    dec = create_decoder(TINY)
+    params = list(dec.parameters())
+    assert weight_decay_groups(params, dec, 0.0) == [{"params": params, "weight_decay": 0.0}]
+    decay, no_decay = weight_decay_groups(params, dec, 0.01)
+    exempt = {id(p) for n, p in dec.named_parameters() if n in dec.no_weight_decay()}
+    assert exempt and {id(p) for p in no_decay["params"]} == exempt and no_decay["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(no_decay["params"]) == len(params) and decay["weight_decay"] == 0.01
+
+
+def test_preset_names_do_not_promise_hit_sizes_and_old_names_still_work():
+    for name in list_decoders():  # hit-<millions of parameters>m-f<factor>
+        size, factor = name.split("-")[1:]
+        dec = create_decoder(name)
+        assert round(sum(p.numel() for p in dec.parameters()) / 1e6) == int(size[:-1]), name
+        assert int(factor[1:]) == dec.downsample_factor, name
+    with pytest.warns(FutureWarning, match="'hit-b-f16' is now called 'hit-8m-f16'"):
+        assert get_decoder_config("hit-b-f16") == get_decoder_config("hit-8m-f16")
+    with pytest.warns(FutureWarning):
+        assert load_decoder_config("hit-s-f16") == get_decoder_config("hit-1m-f16")

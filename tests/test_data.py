@@ -86,6 +86,7 @@ def test_corrupt_images_are_skipped_with_a_warning_and_counted(tmp_path, caplog)
     batch = collate(items)
     assert batch["image"].shape == (len(paths), 3, 16, 16)
     assert int(batch["skipped"]) == 3
+    assert batch["unreadable"] == sorted(broken)  # each unreadable file once
     assert batch["image"].min() >= -1 and batch["image"].max() <= 1
 
 

@@ -54,7 +54,7 @@ def test_partition_groups_have_the_documented_members():
 def test_partition_rejects_sizes_that_are_not_multiples():
     with pytest.raises(AssertionError, match="not a multiple"):
         block_partition(torch.randn(1, 6, 8, 2), 4)
-    with pytest.raises(AssertionError, match="block\\*grid"):
+    with pytest.raises(AssertionError, match="block\\*dilation_grid"):
         dilated_partition(torch.randn(1, 8, 8, 2), 2, 3)
 
 
@@ -227,7 +227,7 @@ def test_eval_determinism_and_batch_independence():
 
 def test_chunked_inference_matches_unchunked():
     dec = tiny().eval()
-    chunked = HiTDecoder(dec.config.replace(inference_chunk_tokens=7)).eval()
+    chunked = HiTDecoder(dec.config, inference_chunk_tokens=7).eval()
     chunked.load_state_dict(dec.state_dict())
     z = torch.randn(1, 8, 6, 7)
     with torch.no_grad():

@@ -95,7 +95,7 @@ def test_cli_commands_refuse_the_config_payload(command, evil, tmp_path, capsys)
 
     Image.new("RGB", (32, 32)).save(images / "a.png")
     argv = {
-        "swap": ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
+        "swap": ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-1m-f16",
                  "--out", str(tmp_path / "out")],
         "reconstruct": ["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--images",
                         str(images), "--out", str(tmp_path / "out")],
@@ -134,7 +134,7 @@ def test_exports_and_library_files_carry_only_allowed_targets(tmp_path):
     config = A.taming_config(vq)
     config["params"]["temperature_scheduler_config"] = payload(marker)
     save_file(load_file(str(good)), str(tmp_path / "edited.safetensors"),
-              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+              metadata={"format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps(config)})
     with pytest.raises(A.UnsupportedTargetError, match=r"edited\.safetensors.*params\.temperature_scheduler_config"):
         A.load_vqmodel(tmp_path / "edited.safetensors")
     assert not marker.exists()
@@ -145,7 +145,7 @@ def test_16_bit_png_is_scaled_by_bit_depth_not_by_its_own_range(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from hit_decoder.training.data import load_rgb
+    from hit_decoder.images import load_rgb
 
     for value, expected in ((65535, 255), (0, 0), (32896, 128)):
         path = tmp_path / f"v{value}.png"
@@ -275,15 +275,15 @@ def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_fil
     config = A.taming_config(A.load_vqmodel(lib))
     config["params"]["n_embed"] = 20_000_000  # would allocate 640 MB of codebook before any check
     save_file(load_file(str(lib)), str(tmp_path / "big.safetensors"),
-              metadata={"format": A.FORMAT_VQMODEL, "version": "1", "config": json.dumps(config)})
+              metadata={"format": A.FORMAT_VQMODEL, "version": "2", "config": json.dumps(config)})
     with pytest.raises(ValueError, match=r"big\.safetensors.*do not fit.*quantize\.embedding\.weight"):
         A.load_vqmodel(tmp_path / "big.safetensors")
-    dec = save_decoder(create_decoder("hit-s-f16", z_channels=4), tmp_path / "d.safetensors")
-    cfg = create_decoder("hit-s-f16", z_channels=4).config.to_dict()
+    dec = save_decoder(create_decoder("hit-1m-f16", z_channels=4), tmp_path / "d.safetensors")
+    cfg = create_decoder("hit-1m-f16", z_channels=4).config.to_dict()
     for meta, msg in (({"config": json.dumps({**cfg, "channels": [100_000] * len(cfg["channels"])})}, "do not fit"),
                       ({"config": "{not json"}, r"d2\.safetensors.*'config'.*not valid JSON"),
                       ({}, r"d2\.safetensors.*'config'.*missing")):
-        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", **meta})
+        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
         with pytest.raises(ValueError, match=msg):
             load_decoder(tmp_path / "d2.safetensors")
 
@@ -309,9 +309,9 @@ def test_cli_mistakes_are_one_line_errors_with_exit_code_2(vq_files, tmp_path, c
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
-        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16",
+        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-1m-f16",
           "--override", "z_channels=4", "--out", str(tmp_path / "o")], "z_channels"),
-        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-s-f16", "--out", str(a_file)],
+        (["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--decoder", "hit-1m-f16", "--out", str(a_file)],
          "--out"),
         (["sample", "--model", str(tmp_path / "m.safetensors"), "--prior", str(tmp_path / "p.safetensors"),
           "--size", "64", "--out", str(a_file)], "--out"),
@@ -363,7 +363,8 @@ def test_data_size_and_validation_images_are_checked_at_start_up(tmp_path):
 
 # ----------------------------------------------------------------------------- prior metadata and codebook
 def _prior(make_vq, tmp_path, **edit):
-    from hit_decoder.prior import _first_stage_summary, build_prior, save_prior
+    from hit_decoder.prior import build_prior, save_prior
+    from hit_decoder.prior import first_stage_summary as _first_stage_summary
 
     vq = make_vq()
     gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}
@@ -410,4 +411,4 @@ def test_checkout_root_imports_the_same_package_as_an_install(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
-    assert lines[0].startswith(str(root / "hit_decoder")) and "hit-b-f16" in lines[1] and "demo" in lines[2]
+    assert lines[0].startswith(str(root / "hit_decoder")) and "hit-8m-f16" in lines[1] and "demo" in lines[2]

@@ -70,6 +70,23 @@ def test_saved_prior_holds_the_trained_weights(trained):
     assert prior.first_stage_model is vq
 
 
+def test_a_prior_file_is_read_once(trained, monkeypatch):
+    import hit_decoder.serialization as S
+    from hit_decoder.prior import read_prior
+
+    vq = adapters.load_vqmodel(trained / "first_stage.safetensors")
+    reads = []
+    real = S.load_file
+    monkeypatch.setattr(S, "load_file", lambda *a, **k: reads.append(a[0]) or real(*a, **k))
+    prior_info(trained / "prior.safetensors")
+    assert reads == []  # metadata only: no tensors read
+    load_prior(trained / "prior.safetensors", vq)
+    assert len(reads) == 1
+    read = read_prior(trained / "prior.safetensors")  # what `hit-decoder sample` does: read, check, load
+    load_prior(read, vq)
+    assert len(reads) == 2
+
+
 def test_sample_cli_end_to_end(trained, tmp_path):
     model, prior_file = trained / "first_stage.safetensors", trained / "prior.safetensors"
     out = tmp_path / "samples"

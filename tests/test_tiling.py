@@ -23,7 +23,6 @@ import torch
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig, create_decoder
 from hit_decoder.tiling import (
-    decode_codes,
     decode_tiled,
     hit_dependency,
     hit_tile_geometry,
@@ -80,8 +79,8 @@ def test_ramp_weights():
 
 
 def test_hit_geometry_of_presets():
-    assert hit_tile_geometry(create_decoder("hit-s-f16").config) == hit_tile_geometry(create_decoder("hit-s-f16"))
-    g = hit_tile_geometry(create_decoder("hit-b-f16"))
+    assert hit_tile_geometry(create_decoder("hit-1m-f16").config) == hit_tile_geometry(create_decoder("hit-1m-f16"))
+    g = hit_tile_geometry(create_decoder("hit-8m-f16"))
     assert (g.align, g.margin) == (16, 17)
     g = hit_tile_geometry(HiTDecoderConfig(**TINY))
     assert (g.align, g.margin) == (4, 5)  # super-windows: 2*2 tokens = 4 codes (stage 0), 4 tokens at 2x = 2 codes (stage 1)
@@ -168,7 +167,7 @@ def test_decode_codes_with_a_hit_vq_model():
     idx = torch.randint(0, 32, (1, 9, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         whole = adapters.decode_indices(vq, idx)
-        tiled = decode_codes(vq, idx, tile=5)
+        tiled = adapters.decode_codes(vq, idx, tile=5)
     assert tiled.shape == whole.shape == (1, 3, 36, 40)
     torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-10)
 

@@ -9,10 +9,12 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
 * :class:`HiTVQModel` / :class:`HiTGumbelVQ` — taming model classes with a HiT decoder, for
   taming-format YAMLs (``hit_decoder/configs/taming/``) and Net2NetTransformer ``first_stage_config``;
 * :func:`decode_indices` / :func:`encode_indices` — between images and code grids;
+  :func:`decode_codes` — code grids to images, whole or in (exact, for HiT decoders) tiles;
 * :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
 * :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading;
-  :func:`describe_checkpoint` — what a checkpoint holds.
+  :func:`describe_checkpoint` — what a checkpoint holds;
+* :func:`build_discriminator` / :func:`build_net2net` — taming's PatchGAN and transformer prior.
 """
 
 from ._compat import ensure_taming, top_k_top_p_filtering
@@ -28,12 +30,20 @@ from .checkpoints import (  # noqa: E402  (taming must be importable first)
     load_state_strict,
     read_checkpoint,
 )
-from .codes import codebook_fingerprint, codebook_size, decode_indices, encode_indices  # noqa: E402
+from .codes import (  # noqa: E402
+    codebook_fingerprint,
+    codebook_size,
+    decode_codes,
+    decode_indices,
+    downsample_factor,
+    encode_indices,
+)
 from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
 from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
 from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
-from .swap import downsample_factor, swap_decoder  # noqa: E402
+from .stages import build_discriminator, build_net2net  # noqa: E402
+from .swap import swap_decoder  # noqa: E402
 from .targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets  # noqa: E402
 
 __all__ = [
@@ -51,6 +61,7 @@ __all__ = [
     "downsample_factor",
     "resolve_decoder_config",
     "decode_indices",
+    "decode_codes",
     "encode_indices",
     "codebook_size",
     "codebook_fingerprint",
@@ -68,5 +79,7 @@ __all__ = [
     "UnsupportedTargetError",
     "check_targets",
     "describe_checkpoint",
+    "build_discriminator",
+    "build_net2net",
     "format_description",
 ]

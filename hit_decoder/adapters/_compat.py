@@ -24,40 +24,11 @@ from collections.abc import Iterator
 
 import torch
 
+from ..sampling import top_k_top_p_filtering  # plain torch; lives with the sampler
+
 __all__ = ["ensure_taming", "top_k_top_p_filtering"]
 
 _PATCHED = False
-
-
-def top_k_top_p_filtering(
-    logits: torch.Tensor,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    filter_value: float = -float("inf"),
-    min_tokens_to_keep: int = 1,
-) -> torch.Tensor:
-    """Mask logits outside the top-k and the nucleus of mass ``top_p`` (last dim).
-
-    Same contract as the function taming imported from ``transformers``: ``top_k=0`` and
-    ``top_p=1.0`` disable the respective filter; at least ``min_tokens_to_keep`` survive.
-    Returns a new tensor.
-    """
-    logits = logits.clone()
-    vocab = logits.shape[-1]
-    if top_k and top_k > 0:
-        k = min(max(int(top_k), min_tokens_to_keep), vocab)
-        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, filter_value)
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        remove_sorted = cum > top_p
-        # shift right so the token that crosses the threshold is kept
-        remove_sorted[..., 1:] = remove_sorted[..., :-1].clone()
-        remove_sorted[..., :min_tokens_to_keep] = False
-        remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
-        logits = logits.masked_fill(remove, filter_value)
-    return logits
 
 
 @contextlib.contextmanager

@@ -8,10 +8,16 @@ path: ``quantize.get_codebook_entry(flat_indices, shape=(B, h, w, embed_dim))`` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
-__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint"]
+from hit_decoder.decoder import HiTDecoder
+from hit_decoder.tiling import TileGeometry, decode_tiled, hit_tile_geometry
+
+__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint", "downsample_factor", "decode_codes"]
 
 
 def codebook_size(quantize: nn.Module) -> int:
@@ -69,3 +75,54 @@ def codebook_fingerprint(quantize: nn.Module) -> str:
             return hashlib.sha256(data).hexdigest()
     raise ValueError(f"cannot find the code vectors of {type(quantize).__name__}: expected a taming "
                      "VectorQuantizer2 or GumbelQuantize")
+
+
+def downsample_factor(model: nn.Module | Mapping[str, Any] | int) -> int:
+    """Pixels per code along each axis, ``2 ** (number of encoder levels - 1)``, of a taming VQ
+    model, of its ``ddconfig`` (a mapping with ``ch_mult``) or of a number of levels. The one place
+    this is computed for taming models."""
+    if isinstance(model, int):
+        levels = model
+    elif isinstance(model, Mapping):
+        levels = len(model["ch_mult"])
+    else:
+        levels = int(model.encoder.num_resolutions)
+    return 2 ** (int(levels) - 1)
+
+
+def decode_codes(
+    vq: torch.nn.Module,
+    indices: torch.Tensor,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    margin: int | None = None,
+    align: int | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Code indices ``(B, h, w)`` -> images through a taming VQ model, whole or tile by tile.
+
+    With ``tile`` (codes), tiles of the index grid are decoded by
+    :func:`decode_indices`. For a HiT decoder the defaults are the exact
+    geometry of :func:`hit_tile_geometry` with no overlap; for other decoders (approximate) a margin
+    of ``tile // 4`` and an overlap of ``tile // 8`` codes.
+    """
+    if tile is None:
+        return decode_indices(vq, indices)
+    if not isinstance(indices, torch.Tensor) or indices.ndim != 3:
+        raise ValueError(f"decode_codes expects code indices of shape (B, h, w), got {getattr(indices, 'shape', type(indices))}")
+    if isinstance(getattr(vq, "decoder", None), HiTDecoder):
+        geometry = hit_tile_geometry(vq.decoder.config)
+        default_overlap = 0
+    else:
+        geometry = TileGeometry(align=1, margin=max(1, tile // 4))
+        default_overlap = tile // 8
+    return decode_tiled(
+        lambda t: decode_indices(vq, t[:, 0]),  # (B, 1, h', w') index tile -> image tile
+        indices[:, None],
+        tile=tile,
+        overlap=default_overlap if overlap is None else overlap,
+        margin=geometry.margin if margin is None else margin,
+        align=geometry.align if align is None else align,
+        progress=progress,
+    )

@@ -18,6 +18,7 @@ import torch
 
 from hit_decoder.serialization import FORMAT_DECODER
 
+from .codes import downsample_factor
 from .checkpoints import FIRST_STAGE_PREFIX, first_stage_state, read_weights
 
 __all__ = ["describe_checkpoint", "format_description"]
@@ -67,11 +68,11 @@ def _describe_vq(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     if (dci := _shape(state, "decoder.conv_in.weight")) is not None:
         levels = _count(state, r"decoder\.up\.(\d+)\.")
         dco = _shape(state, "decoder.conv_out.weight")
-        vq["decoder"] = {"kind": "CNN (taming Decoder)", "z_channels": dci[1], "upsampling_factor": 2 ** (levels - 1),
+        vq["decoder"] = {"kind": "CNN (taming Decoder)", "z_channels": dci[1], "downsample_factor": downsample_factor(levels),
                          "out_channels": dco[0] if dco else None}
     elif (lat := _shape(state, "decoder.latent_embed.weight")) is not None:
         stages = _count(state, r"decoder\.stages\.(\d+)\.")
-        vq["decoder"] = {"kind": "HiT", "z_channels": lat[1], "upsampling_factor": 2 ** (stages - 1),
+        vq["decoder"] = {"kind": "HiT", "z_channels": lat[1], "downsample_factor": downsample_factor(stages),
                          "stages": stages}
     loss = sum(1 for k in state if k.startswith("loss."))
     if loss:

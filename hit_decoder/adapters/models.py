@@ -30,10 +30,10 @@ from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
-from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config
+from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config, preset_name
 
 from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
-from .codes import decode_indices
+from .codes import decode_indices, downsample_factor
 from .targets import check_targets
 
 __all__ = [
@@ -120,6 +120,7 @@ def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDeco
     """
     interface = {"z_channels": z_channels, **({} if out_channels is None else {"out_channels": out_channels})}
     label = repr(str(spec)) if isinstance(spec, (str, os.PathLike)) else "config"
+    spec = preset_name(spec) if isinstance(spec, str) else spec
     if isinstance(spec, (str, os.PathLike)) and str(spec) not in list_decoders() \
             and Path(spec).suffix in (".yaml", ".yml"):
         if not Path(spec).is_file():
@@ -143,7 +144,7 @@ def _build_parts(model: VQModel, ddconfig: Any, lossconfig: Any, embed_dim: int,
     check_targets(plain(lossconfig), "lossconfig", f"{type(model).__name__} parameters")
     dd = check_ddconfig(ddconfig)
     z = int(dd["z_channels"])
-    factor = 2 ** (len(dd["ch_mult"]) - 1)
+    factor = downsample_factor(dd)
     model.image_key = image_key
     model.encoder = Encoder(**dd)
     model.decoder = HiTDecoder(resolve_decoder_config(decoder_config, z, factor, int(dd["out_ch"])))

@@ -19,9 +19,10 @@ from taming.models.vqgan import GumbelVQ, VQModel
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
 
+from .codes import downsample_factor
 from .models import HiTGumbelVQ, HiTVQModel, check_decoder_fits, resolve_decoder_config
 
-__all__ = ["swap_decoder", "downsample_factor", "HIT_CLASS_FOR"]
+__all__ = ["swap_decoder", "HIT_CLASS_FOR"]
 
 #: class of a taming VQ model -> class it has once its decoder is a HiT decoder
 HIT_CLASS_FOR: dict[type, type] = {
@@ -30,11 +31,6 @@ HIT_CLASS_FOR: dict[type, type] = {
     HiTVQModel: HiTVQModel,
     HiTGumbelVQ: HiTGumbelVQ,
 }
-
-
-def downsample_factor(model: VQModel) -> int:
-    """Pixels per code along each axis: ``2 ** (number of encoder levels - 1)``."""
-    return 2 ** (int(model.encoder.num_resolutions) - 1)
 
 
 def _image_channels(model: VQModel) -> int:

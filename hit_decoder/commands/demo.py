@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.fileio import atomic_path
     from hit_decoder.prior import load_prior, train_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
-    from hit_decoder.tiling import decode_codes
+    from hit_decoder.adapters import decode_codes
     from hit_decoder.training import run_training
 
     out = Path(args.out)

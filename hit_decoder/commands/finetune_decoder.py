@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.training import load_train_config, run_training
     from hit_decoder.training.config import validate
 
-    from .train import report, setup_logging
+    from . import setup_logging
+    from .train import report
 
     cfg = load_train_config(args.config, args.overrides, check=False)
     # set paths on the typed object (not via the dotlist, which would parse them as YAML)

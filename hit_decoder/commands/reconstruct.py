@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resize is not None and args.resize < 1:
         raise ValueError(f"--resize must be a positive number of pixels, got {args.resize}")
     from hit_decoder import adapters
-    from hit_decoder.training.reconstruct import claim_reconstruction_outputs, reconstruct_folder
+    from hit_decoder.reconstruct import claim_reconstruction_outputs, reconstruct_folder
 
     claim_reconstruction_outputs(args.images, args.out, overwrite=args.overwrite)
     if args.model is not None:

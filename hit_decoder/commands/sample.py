@@ -131,17 +131,18 @@ def run(args: argparse.Namespace) -> int:
 
     from hit_decoder import adapters
     from hit_decoder.fileio import atomic_path, claim_outputs
-    from hit_decoder.prior import load_prior, prior_info
+    from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
-    from hit_decoder.tiling import decode_codes
-    from hit_decoder.training.evaluate import save_png, tensor_to_pil
+    from hit_decoder.adapters import decode_codes
+    from hit_decoder.images import save_png, tensor_to_pil
 
     same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
     claim_outputs(args.out, _earlier_samples(Path(args.out)) + same_seed, overwrite=args.overwrite, what="--out",
                   how="pass --overwrite to replace them, or choose another --out")
     if args.vqgan_config is not None:
         adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
-    info = prior_info(args.prior)  # format checks before the models are loaded
+    prior_file = read_prior(args.prior)  # read once; format and metadata checked before the models are loaded
+    info = prior_file.info
     label = _class_id(args.class_label, info["conditioning"])
     if args.model is not None:
         vq = adapters.load_vqmodel(args.model, map_location=args.device)
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     dec = vq.decoder
     check_memory(args.size, args.batch, args.tile,
                  dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
-    prior = load_prior(args.prior, vq, map_location=args.device)
+    prior = load_prior(prior_file, vq, map_location=args.device)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_config_arguments, print_config, setup_logging
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -13,16 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finetune_small, finetune_f16), with key=value overrides, e.g. "
         "`hit-decoder train --config demo trainer.max_batches=100 out_dir=runs/x`.",
     )
-    p.add_argument("--config", required=True, help="training YAML file or shipped config name")
-    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
+    add_config_arguments(p, "training")
     p.set_defaults(func=run)
-
-
-def setup_logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
 def report(result) -> None:  # noqa: ANN001 (TrainResult; kept import-free)
@@ -32,7 +26,7 @@ def report(result) -> None:  # noqa: ANN001 (TrainResult; kept import-free)
         extra = f", LPIPS {m['lpips']:.4f}" if "lpips" in m else ""
         print(f"validation ({m['images']} images, EMA model): PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}{extra}")
     if result.skipped_images:
-        print(f"skipped {result.skipped_images} unreadable image reads (see warnings)")
+        print(f"skipped {result.skipped_images} unreadable image file(s) (see warnings)")
     for name, path in result.exports.items():
         print(f"  {name}: {path}")
     if result.checkpoint is not None:
@@ -41,13 +35,10 @@ def report(result) -> None:  # noqa: ANN001 (TrainResult; kept import-free)
 
 def run(args: argparse.Namespace) -> int:
     from hit_decoder.training import load_train_config, run_training
-    from hit_decoder.training.config import config_to_dict
 
     cfg = load_train_config(args.config, args.overrides)
     if args.print_config:
-        from omegaconf import OmegaConf
-
-        print(OmegaConf.to_yaml(config_to_dict(cfg)))
+        print_config(cfg)
         return 0
     setup_logging()
     report(run_training(cfg))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_config_arguments, print_config, setup_logging
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -14,24 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Writes out_dir/prior.safetensors (for `hit-decoder sample --prior`), checkpoints/last.ckpt, "
         "logs/ and result.json.",
     )
-    p.add_argument("--config", required=True, help="prior YAML file or shipped config name")
-    p.add_argument("--print-config", action="store_true", help="print the merged config and exit")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
+    add_config_arguments(p, "prior")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
     from hit_decoder.prior import load_prior_config, train_prior
 
     cfg = load_prior_config(args.config, args.overrides)
     if args.print_config:
-        from omegaconf import OmegaConf
-
-        print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+        print_config(cfg)
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     result = train_prior(cfg)
     first, last = result.losses[: 10], result.losses[-10:]
     if first and last:

@@ -15,14 +15,14 @@ from torch import nn
 
 from ..fileio import atomic_path
 from ..serialization import save_decoder
-from .evaluate import evaluate_reconstructions, image_grid, save_png
+from ..images import save_png
+from ..runs import LAST_CHECKPOINT
+from .evaluate import evaluate_reconstructions, image_grid
 
 __all__ = ["AtomicCheckpoint", "ReconstructionImages", "FinalExport", "save_checkpoint_atomic",
            "model_with_ema", "export_model", "LAST_CHECKPOINT"]
 
 log = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = "last.ckpt"
 
 
 def save_checkpoint_atomic(trainer: pl.Trainer, path: str | os.PathLike) -> Path:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
+
+from ..configfile import read_config_source, shipped_configs, strict_config
 
 __all__ = [
     "TrainConfig",
@@ -58,9 +57,9 @@ class ModelConfig:
     n_embed: int = 1024
     embed_dim: int = 256
     beta: float = 0.25  # commitment weight of the VQ loss
-    # preset name ("hit-b-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
+    # preset name ("hit-8m-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
     # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below
-    decoder: Any = "hit-b-f16"
+    decoder: Any = "hit-8m-f16"
     decoder_overrides: dict[str, Any] = field(default_factory=dict)
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
     vqgan_config: Optional[str] = None
@@ -153,57 +152,9 @@ class TrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-def _schema() -> DictConfig:
-    conf = OmegaConf.structured(TrainConfig)
-    OmegaConf.set_struct(conf, True)
-    return conf
-
-
-def _merge(base: DictConfig, other: Any, what: str) -> DictConfig:
-    try:
-        return OmegaConf.merge(base, other)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        raise ValueError(
-            f"{what}: invalid training config key or value {key!r}: {exc.msg if hasattr(exc, 'msg') else exc}. "
-            "Valid keys are the fields of hit_decoder.training.TrainConfig (see hit_decoder/configs/train/*.yaml)"
-        ) from None
-
-
 def shipped_train_configs() -> dict[str, Any]:
     """Shipped training configs by name (``demo`` -> ``hit_decoder/configs/train/demo.yaml``)."""
-    root = resources.files("hit_decoder.configs") / "train"
-    return {f.name[: -len(".yaml")]: f for f in root.iterdir() if f.name.endswith(".yaml")}
-
-
-def _read_yaml(source: str | os.PathLike) -> tuple[Any, str]:
-    text = str(source)
-    shipped = shipped_train_configs()
-    if text in shipped:
-        return OmegaConf.create(shipped[text].read_text()), f"shipped config {text!r}"
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"training config {text!r} is neither a file nor a shipped config "
-            f"(shipped: {', '.join(sorted(shipped))})"
-        )
-    try:
-        return OmegaConf.load(path), str(path)
-    except Exception as exc:  # yaml errors come in several types
-        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
-
-
-def _apply_overrides(conf: DictConfig, overrides: list[str] | None) -> DictConfig:
-    if not overrides:
-        return conf
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise ValueError(f"overrides must look like key=value (e.g. trainer.max_batches=100), got {bad}")
-    try:
-        dot = OmegaConf.from_dotlist(list(overrides))
-    except OmegaConfBaseException as exc:
-        raise ValueError(f"cannot parse overrides {overrides}: {exc}") from None
-    return _merge(conf, dot, "command-line override")
+    return shipped_configs("train")
 
 
 def load_train_config(source: str | os.PathLike | None = None, overrides: list[str] | None = None, *,
@@ -212,11 +163,8 @@ def load_train_config(source: str | os.PathLike | None = None, overrides: list[s
 
     ``check=False`` skips :func:`validate` (for callers that fill in more fields first).
     """
-    conf = _schema()
-    if source is not None:
-        data, what = _read_yaml(source)
-        conf = _merge(conf, data, what)
-    cfg = OmegaConf.to_object(_apply_overrides(conf, overrides))
+    layers = [read_config_source(source, "train", "training config")] if source is not None else []
+    cfg = strict_config(TrainConfig, layers, overrides, what="training config")
     if check:
         validate(cfg)
     return cfg
@@ -227,8 +175,7 @@ def train_config_from_dict(data: Any, overrides: list[str] | None = None) -> Tra
     overrides; unknown keys raise."""
     if isinstance(data, TrainConfig):
         data = config_to_dict(data)
-    conf = _apply_overrides(_merge(_schema(), data, "config mapping"), overrides)
-    cfg = OmegaConf.to_object(conf)
+    cfg = strict_config(TrainConfig, [(data, "config mapping")], overrides, what="training config")
     validate(cfg)
     return cfg
 

@@ -14,8 +14,9 @@ Training samples are random crops (+ horizontal flips). Their randomness is a pu
 uninterrupted run would have seen, with any number of loader workers or DDP ranks.
 
 An unreadable or corrupt file is skipped with a warning naming it; the sample comes from the
-next readable file and carries ``skipped`` (how many files were passed over), which the training
-module sums into its logs.
+next readable file and carries ``skipped`` (how many files were passed over) and ``unreadable``
+(which); the training module logs how many distinct files could not be read (``data/skipped_images``,
+validation images dropped at start-up included).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..images import UNREADABLE_IMAGE_ERRORS, load_rgb, resize_shorter, to_tensor
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -67,8 +70,6 @@ EMBEDDED_TRAIN = (
     "retina", "camera", "coins", "grass", "brick",
 )
 EMBEDDED_VAL = ("chelsea", "coffee")
-
-_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -132,27 +133,6 @@ def resolve_images(spec: str | os.PathLike, root: str | os.PathLike | None = Non
     return list_images(p)
 
 
-#: full scale of high-bit-depth PIL modes (16-bit PNG / TIFF open as "I;16*", or as "I" in older Pillow)
-_FULL_SCALE = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
-
-
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode an image fully and convert it to RGB (gray, palette, alpha, CMYK all accepted).
-
-    High-bit-depth images are scaled by their bit depth, never by their own range: a 16-bit white
-    pixel (65535) becomes 255, a float pixel 1.0 becomes 255."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in _FULL_SCALE:
-            arr = np.asarray(img, dtype=np.float64)
-            if img.mode == "I" and (arr.min() < 0 or arr.max() > 65535):
-                raise ValueError(f"{path}: 32-bit integer pixels outside the 16-bit range [0, 65535] "
-                                 f"(found {arr.min():.0f}..{arr.max():.0f}); convert the image to 8 or 16 bits")
-            scaled = np.clip(np.rint(arr / _FULL_SCALE[img.mode] * 255.0), 0, 255)
-            img = Image.fromarray(scaled.astype(np.uint8))
-        return img.convert("RGB")
-
-
 def _skimage_photo(name: str) -> np.ndarray:
     import skimage.data as skd
 
@@ -179,25 +159,12 @@ def sample_generator(seed: int, position: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + int(position) * 0x85EBCA77 + 1) % (2 ** 63 - 1))
 
 
-def _resize_shorter(img: Image.Image, side: int) -> Image.Image:
-    w, h = img.size
-    s = side / min(w, h)
-    if abs(s - 1.0) < 1e-9:
-        return img
-    return img.resize((max(side, round(w * s)), max(side, round(h * s))), Image.BICUBIC)
-
-
 def _prepare(img: Image.Image, size: int, resize: int | None) -> Image.Image:
     if resize is not None:
-        return _resize_shorter(img, resize)
+        return resize_shorter(img, resize)
     if min(img.size) < size:
-        return _resize_shorter(img, size)
+        return resize_shorter(img, size)
     return img
-
-
-def _to_tensor(img: Image.Image) -> torch.Tensor:
-    arr = np.asarray(img, dtype=np.uint8)  # (H, W, 3)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div(127.5).sub(1.0)  # (3, H, W) in [-1, 1]
 
 
 def random_crop_flip(img: Image.Image, size: int, resize: int | None, flip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -206,7 +173,7 @@ def random_crop_flip(img: Image.Image, size: int, resize: int | None, flip: bool
     w, h = img.size
     top = int(torch.randint(0, h - size + 1, (1,), generator=gen))
     left = int(torch.randint(0, w - size + 1, (1,), generator=gen))
-    out = _to_tensor(img.crop((left, top, left + size, top + size)))
+    out = to_tensor(img.crop((left, top, left + size, top + size)))
     if flip and bool(torch.rand((), generator=gen) < 0.5):
         out = out.flip(-1)
     return out
@@ -216,14 +183,15 @@ def center_crop(img: Image.Image, size: int, resize: int | None) -> torch.Tensor
     img = _prepare(img, size, resize)
     w, h = img.size
     top, left = (h - size) // 2, (w - size) // 2
-    return _to_tensor(img.crop((left, top, left + size, top + size)))
+    return to_tensor(img.crop((left, top, left + size, top + size)))
 
 
 # ----------------------------------------------------------------------------- datasets
 class ImageFileDataset(Dataset):
     """Images from files. Training keys are ``(index, position)`` pairs from
     :class:`StepBatchSampler` (random crop seeded by position); validation keys are plain indices
-    (centre crop). Items: ``{"image": (3, size, size) in [-1, 1], "skipped": int}``."""
+    (centre crop). Items: ``{"image": (3, size, size) in [-1, 1], "skipped": int, "unreadable": [int]}``
+    (how many files were passed over for this sample, and their indices)."""
 
     def __init__(self, paths: Sequence[Path], size: int, resize: int | None = None, flip: bool = True,
                  seed: int = 0, train: bool = True) -> None:
@@ -241,7 +209,7 @@ class ImageFileDataset(Dataset):
             return None
         try:
             return load_rgb(self.paths[i])
-        except _UNREADABLE as exc:
+        except UNREADABLE_IMAGE_ERRORS as exc:
             self._bad.add(i)
             log.warning("skipping unreadable image %s (%s: %s)", self.paths[i], type(exc).__name__, exc)
             return None
@@ -259,7 +227,7 @@ class ImageFileDataset(Dataset):
             x = random_crop_flip(img, self.size, self.resize, self.flip, sample_generator(self.seed, position))
         else:
             x = center_crop(img, self.size, self.resize)
-        return {"image": x, "skipped": skipped}
+        return {"image": x, "skipped": skipped, "unreadable": [(index + s) % n for s in range(skipped)]}
 
 
 class PhotoCropDataset(Dataset):
@@ -291,7 +259,7 @@ class PhotoCropDataset(Dataset):
         else:
             gen = sample_generator(-1, index)  # fixed validation crops, the same in every run
             x = random_crop_flip(img, self.size, None, False, gen)
-        return {"image": x, "skipped": 0}
+        return {"image": x, "skipped": 0, "unreadable": []}
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -371,6 +339,7 @@ class DataSplits:
     train: Dataset
     val: Dataset
     description: str
+    unreadable_at_start: int = 0  # validation images dropped at start-up because they do not decode
 
 
 def _split_val(paths: list[Path], fraction: float, max_images: int, seed: int) -> tuple[list[Path], list[Path]]:
@@ -393,7 +362,7 @@ def readable_images(paths: list[Path], what: str) -> list[Path]:
         try:
             load_rgb(p)
             good.append(p)
-        except _UNREADABLE as exc:
+        except UNREADABLE_IMAGE_ERRORS as exc:
             log.warning("%s: skipping unreadable validation image %s (%s: %s)", what, p, type(exc).__name__, exc)
     if not good:
         raise ValueError(f"{what}: none of the {len(paths)} validation images can be read (first: {paths[0]}); "
@@ -420,16 +389,19 @@ def build_data(cfg: Any, seed: int) -> DataSplits:
     else:
         train_paths, val_paths = _split_val(train_paths, cfg.val_fraction, cfg.val_max_images, seed)
         how = f"held out from {cfg.train} (data.val_fraction={cfg.val_fraction})"
+    listed = len(val_paths)
     val_paths = readable_images(val_paths, "data.val" if cfg.val is not None else "data.train (held-out part)")
     train = ImageFileDataset(train_paths, cfg.size, cfg.resize, cfg.flip, seed, train=True)
     val = ImageFileDataset(val_paths, cfg.size, cfg.resize, False, seed, train=False)
-    return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}")
+    return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}",
+                      unreadable_at_start=listed - len(val_paths))
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "image": torch.stack([it["image"] for it in items]),  # (B, 3, size, size)
         "skipped": torch.tensor(sum(int(it["skipped"]) for it in items), dtype=torch.long),
+        "unreadable": sorted({i for it in items for i in it["unreadable"]}),  # indices of the files passed over
     }
 
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-from ..fileio import atomic_path
+from ..images import tensor_to_pil
 from .metrics import psnr, ssim, to_unit_range
 
-__all__ = ["evaluate_reconstructions", "image_grid", "save_png", "tensor_to_pil"]
+__all__ = ["evaluate_reconstructions", "image_grid"]
 
 
 @torch.no_grad()
@@ -50,12 +47,6 @@ def evaluate_reconstructions(
     return out
 
 
-def tensor_to_pil(x: torch.Tensor) -> Image.Image:
-    """``(3, H, W)`` in [-1, 1] -> RGB PIL image."""
-    arr = (to_unit_range(x).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr)
-
-
 def image_grid(rows: list[torch.Tensor], pad: int = 2) -> Image.Image:
     """Rows of ``(B, 3, H, W)`` image batches in [-1, 1] (same shapes) -> one grid image."""
     if not rows:
@@ -68,11 +59,3 @@ def image_grid(rows: list[torch.Tensor], pad: int = 2) -> Image.Image:
         for c in range(b):
             grid.paste(tensor_to_pil(batch[c]), (pad + c * (w + pad), pad + r * (h + pad)))
     return grid
-
-
-def save_png(img: Image.Image, path: str | os.PathLike) -> Path:
-    """Write ``img`` as PNG atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path

@@ -73,7 +73,7 @@ def _build_from_scratch(cfg: Any) -> BuiltModels:
         "in_channels": enc.in_channels, "out_ch": enc.out_ch, "ch": enc.ch, "ch_mult": list(enc.ch_mult),
         "num_res_blocks": enc.num_res_blocks, "attn_resolutions": list(enc.attn_resolutions), "dropout": enc.dropout,
     }
-    factor = 2 ** (len(enc.ch_mult) - 1)
+    factor = adapters.downsample_factor(ddconfig)
     dec_cfg = decoder_config_for(cfg.model, enc.z_channels, factor, enc.out_ch)
     vq = adapters.HiTVQModel(
         ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, n_embed=cfg.model.n_embed,

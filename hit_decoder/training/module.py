@@ -81,13 +81,23 @@ def warmup_lr(base_lr: float, batch: int, warmup_batches: int) -> float:
     return base_lr * min(1.0, (batch + 1) / warmup_batches)
 
 
-def _build_discriminator(cfg: TrainConfig) -> nn.Module:
-    from .. import adapters  # noqa: F401  (taming import shims)
-    from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
+def weight_decay_groups(params: list[nn.Parameter], decoder: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Adam parameter groups: ``weight_decay`` on every parameter except those the decoder's
+    ``no_weight_decay()`` names (relative-position biases), which get none. One group when
+    ``weight_decay`` is 0 (the optimizer state of earlier runs keeps its layout)."""
+    if weight_decay == 0 or not hasattr(decoder, "no_weight_decay"):
+        return [{"params": list(params), "weight_decay": weight_decay}]
+    exempt = {id(p) for name, p in decoder.named_parameters() if name in decoder.no_weight_decay()}
+    decay = [p for p in params if id(p) not in exempt]
+    no_decay = [p for p in params if id(p) in exempt]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+            if g["params"]]
 
-    d = NLayerDiscriminator(input_nc=3, ndf=cfg.loss.disc_channels, n_layers=cfg.loss.disc_layers,
-                            use_actnorm=cfg.loss.disc_actnorm)
-    return d.apply(weights_init)
+
+def _build_discriminator(cfg: TrainConfig) -> nn.Module:
+    from .. import adapters
+
+    return adapters.build_discriminator(cfg.loss.disc_channels, cfg.loss.disc_layers, cfg.loss.disc_actnorm)
 
 
 class StageOneModule(pl.LightningModule):
@@ -113,7 +123,7 @@ class StageOneModule(pl.LightningModule):
         # fixed helpers: not registered (kept out of state_dict / DDP), moved to the device lazily
         self._fixed: dict[str, nn.Module | None] = {"perceptual": perceptual, "teacher": teacher}
         self.batches_done = 0
-        self.skipped_images = 0
+        self.unreadable: set[int] = set()  # training-set indices of files that did not decode
         self.rng = torch.Generator().manual_seed(cfg.seed + 7919)  # dead-code restarts
         if self.swap:
             for part in frozen_parts(vq):
@@ -218,7 +228,8 @@ class StageOneModule(pl.LightningModule):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         oc = self.cfg.optim
         betas = (float(oc.betas[0]), float(oc.betas[1]))
-        opts = [torch.optim.Adam(self.trainable_vq_parameters(), lr=oc.lr, betas=betas, weight_decay=oc.weight_decay)]
+        groups = weight_decay_groups(self.trainable_vq_parameters(), self.vq.decoder, oc.weight_decay)
+        opts = [torch.optim.Adam(groups, lr=oc.lr, betas=betas)]
         if self.discriminator is not None:
             opts.append(torch.optim.Adam(self.discriminator.parameters(), lr=oc.disc_lr or oc.lr, betas=betas))
         return opts
@@ -261,7 +272,7 @@ class StageOneModule(pl.LightningModule):
             ema_update_(self.ema_vq, self.vq, ema_decay_at(b, self.cfg.optim.ema_decay))
         restarted = self._codebook_bookkeeping(enc, b)
         self.batches_done = b + 1
-        self.skipped_images += int(batch["skipped"])
+        self.unreadable.update(int(i) for i in batch["unreadable"])
         self._log_train(g, d, enc, restarted)
 
     def _log_train(self, g: GeneratorStep, d: DiscriminatorStep | None, enc: Encoded, restarted: int) -> None:
@@ -283,9 +294,15 @@ class StageOneModule(pl.LightningModule):
         self.log_dict({k: (v.detach().float() if torch.is_tensor(v) else v) for k, v in logs.items()},
                       on_step=True, on_epoch=False, batch_size=enc.indices.shape[0])
         self.log("loss", g.total.detach().float(), prog_bar=True, on_step=True, on_epoch=False, logger=False)
-        # cumulative count of unreadable files passed over, summed over ranks
-        self.log("data/skipped_images", float(self.skipped_images), on_step=True, on_epoch=False, reduce_fx="sum",
+        # distinct unreadable files found so far (ranks read overlapping files: the largest count of any rank)
+        self.log("data/skipped_images", float(self.skipped_images), on_step=True, on_epoch=False, reduce_fx="max",
                  sync_dist=True, batch_size=1)
+
+    @property
+    def skipped_images(self) -> int:
+        """Distinct files that could not be read: validation images dropped at start-up, and training
+        images passed over so far."""
+        return self.data.unreadable_at_start + len(self.unreadable)
 
     # ------------------------------------------------------------------ codebook
     def _codebook_bookkeeping(self, enc: Encoded, batch: int) -> int:
@@ -364,6 +381,7 @@ class StageOneModule(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "batches_done": self.batches_done,
             "skipped_images": self.skipped_images,
+            "unreadable_images": sorted(self.unreadable),
             "rng_state": self.rng.get_state(),
             "world_size": self.trainer.world_size if self._trainer is not None else 1,
             "config": config_to_dict(self.cfg),
@@ -383,7 +401,7 @@ class StageOneModule(pl.LightningModule):
         if progress is not None and self.batches_done < total:
             # a run that finished at a smaller max_batches continues: its last batch is no longer the last
             progress["is_last_batch"] = False
-        self.skipped_images = int(state["skipped_images"])
+        self.unreadable = set(state.get("unreadable_images", []))  # older checkpoints kept only a count
         self.rng.set_state(state["rng_state"])
         saved_world = int(state.get("world_size", 1))
         if self._trainer is not None and saved_world != self.trainer.world_size:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..runs import prepare_out_dir, resolve_resume  # noqa: F401  (re-exported)
 from .config import TrainConfig, load_train_config, train_config_from_dict, validate_swap_source
 
 __all__ = ["TrainResult", "run_training", "build_trainer", "resolve_resume", "prepare_out_dir", "startup_checks",
@@ -40,40 +41,6 @@ RUN_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "export/*.safetensors", "
                "images/batch_*.png")
 
 
-def resolve_resume(cfg: Any) -> Path | None:
-    """``resume: auto`` -> ``out_dir/checkpoints/last.ckpt`` if it exists; a path must exist. The
-    checkpoint must load with ``weights_only=True`` (checked now, not when Lightning opens it)."""
-    from .. import adapters
-    from .callbacks import LAST_CHECKPOINT
-
-    if cfg.resume is None:
-        return None
-    if cfg.resume == "auto":
-        p = Path(cfg.out_dir) / "checkpoints" / LAST_CHECKPOINT
-        return adapters.check_weights_only(p, "resume=auto") if p.is_file() else None
-    p = Path(cfg.resume).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"resume checkpoint {p} does not exist (use resume=auto to resume only if one exists)")
-    return adapters.check_weights_only(p, "resume")
-
-
-def prepare_out_dir(cfg: Any, outputs: Sequence[str]) -> Path | None:
-    """Check ``out_dir`` before a run starts: a folder, not a file; an earlier run's ``outputs`` there
-    are continued (``resume``), replaced (``overwrite=true``: removed now) or an error. Returns the
-    checkpoint to resume from."""
-    from ..fileio import claim_outputs, output_folder
-
-    out = output_folder(cfg.out_dir, "out_dir")
-    if cfg.resume is not None and cfg.overwrite:
-        raise ValueError("resume and overwrite=true contradict each other: resume continues the run in out_dir, "
-                         "overwrite replaces it; give one")
-    ckpt = resolve_resume(cfg)
-    if cfg.resume is None:
-        claim_outputs(out, outputs, overwrite=cfg.overwrite, what="out_dir",
-                      how="continue that run with resume=auto, replace it with overwrite=true, or choose another out_dir")
-    return ckpt
-
-
 def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
     """Fail fast on missing files, before data or models are built."""
     from .perceptual import find_vgg16_weights
@@ -89,9 +56,13 @@ def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
         from .. import adapters
 
         resolved = adapters.resolve_model_config(cfg.model.vqgan_config)  # target allowlist, before data or models
-        factor = 2 ** (len(resolved["params"]["ddconfig"]["ch_mult"]) - 1)
+        factor = adapters.downsample_factor(resolved["params"]["ddconfig"])
+    elif cfg.mode == "from_scratch" and not prebuilt:
+        from .. import adapters
+
+        factor = adapters.downsample_factor(len(cfg.model.encoder.ch_mult))
     else:  # a prebuilt model is the caller's to check
-        factor = 2 ** (len(cfg.model.encoder.ch_mult) - 1) if cfg.mode == "from_scratch" and not prebuilt else 1
+        factor = 1
     if cfg.data.size % factor:
         raise ValueError(f"data.size={cfg.data.size} is not a multiple of the model's downsampling factor {factor} "
                          f"(crops must tile the code grid); use e.g. data.size={max(1, round(cfg.data.size / factor)) * factor}")

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..fileio import atomic_path, claim_outputs
-from .data import _UNREADABLE, _resize_shorter, _to_tensor, list_images, load_rgb
-from .evaluate import save_png, tensor_to_pil
-from .metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .fileio import atomic_path, claim_outputs
+from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
+from .training.data import list_images
+from .training.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
 __all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
 
@@ -86,7 +86,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
     the model's factor. Writes ``metrics.csv`` and ``metrics.md`` next to the reconstructions.
     Unreadable files are skipped with a warning and listed in the report.
     """
-    from .. import adapters
+    from . import adapters
 
     root, out = Path(images), Path(out_dir)
     paths = list_images(root)
@@ -96,19 +96,17 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
     for path in paths:
         try:
             img = load_rgb(path)
-        except _UNREADABLE as exc:
+        except UNREADABLE_IMAGE_ERRORS as exc:
             log.warning("skipping unreadable image %s (%s: %s)", path, type(exc).__name__, exc)
             report.skipped.append(str(path))
             continue
-        if resize is not None:
-            img = _resize_shorter(img, resize)
-        w, h = (img.size[0] // f) * f, (img.size[1] // f) * f
-        if w == 0 or h == 0:
-            log.warning("skipping %s: %dx%d px is smaller than the model's factor %d", path, *img.size, f)
+        try:
+            x = fit_to_factor(img, f, resize)[None].to(device)  # (1, 3, h, w)
+        except ValueError as exc:
+            log.warning("skipping %s: %s", path, exc)
             report.skipped.append(str(path))
             continue
-        left, top = (img.size[0] - w) // 2, (img.size[1] - h) // 2
-        x = _to_tensor(img.crop((left, top, left + w, top + h)))[None].to(device)  # (1, 3, h, w)
+        h, w = x.shape[-2:]
         quant, _, _ = vq.encode(x)
         xrec = vq.decode(quant).float()  # (1, 3, h, w)
         a, r = to_unit_range(x), to_unit_range(xrec)

@@ -1,6 +1,6 @@
 """Side-by-side decoder measurements: taming's CNN decoder against the HiT presets.
 
-Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md) and by ``hit-decoder demo``.
+Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md).
 Every number is measured in the run that reports it: parameters by counting, FLOPs with
 :mod:`torch.utils.flop_counter` on the real input, throughput by timing ``decoder(z)`` under
 ``torch.no_grad`` on this machine's CPU, and peak memory as the rise of the process's peak
@@ -10,6 +10,8 @@ each in a fresh subprocess so that one measurement cannot inherit another's allo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .fileio import atomic_path
+from hit_decoder.fileio import atomic_path
 
 __all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "measure", "markdown_table", "update_section"]
 
@@ -46,24 +48,25 @@ class DecodeResult:
 
 
 def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name."""
-    torch.manual_seed(seed)
-    if name == CNN_NAME:
-        import hit_decoder.adapters  # noqa: F401  (taming import shims)
-        from taming.modules.diffusionmodules.model import Decoder
+    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name. Seeded in a fork of
+    the global RNG: the caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == CNN_NAME:
+            import hit_decoder.adapters  # noqa: F401  (taming import shims)
+            from taming.modules.diffusionmodules.model import Decoder
 
-        import contextlib
-        import io
+            with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
+                return Decoder(**TAMING_F16_DDCONFIG).eval()
+        from hit_decoder import create_decoder
 
-        with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
-            return Decoder(**TAMING_F16_DDCONFIG).eval()
-    from . import create_decoder
-
-    return create_decoder(name).eval()
+        return create_decoder(name).eval()
 
 
 def _factor(model: torch.nn.Module) -> int:
-    return getattr(model, "downsample_factor", 2 ** (len(TAMING_F16_DDCONFIG["ch_mult"]) - 1))
+    from hit_decoder import adapters
+
+    return getattr(model, "downsample_factor", None) or adapters.downsample_factor(TAMING_F16_DDCONFIG)
 
 
 def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:
@@ -83,7 +86,8 @@ def peak_memory_mb(name: str, size: int) -> float | None:
     if not Path("/proc/self/clear_refs").exists():
         return None
     code = (
-        "import sys, json; from hit_decoder.benchmarking import _peak_in_this_process as f;"
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r});"
+        "from benchmarking import _peak_in_this_process as f;"
         f"print(json.dumps(f({name!r}, {size})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

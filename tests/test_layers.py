@@ -1,0 +1,99 @@
+"""Dependencies point one way, checked on the source (AST, imports inside functions included):
+core <- adapters <- training / prior / reconstruct <- commands / CLI. Only ``hit_decoder.adapters``
+imports ``taming``; the core imports neither adapters, training, the prior nor taming."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hit_decoder"
+
+#: the core: decoder maths, configs, files, tiling, sampling maths
+CORE = {"hit_decoder.config", "hit_decoder.layers", "hit_decoder.decoder", "hit_decoder.registry",
+        "hit_decoder.serialization", "hit_decoder.tiling", "hit_decoder.sampling", "hit_decoder.configfile",
+        "hit_decoder.fileio", "hit_decoder.metadata", "hit_decoder.flops", "hit_decoder.images"}
+#: what the core must not import (nor anything below these names)
+NOT_FROM_CORE = ("hit_decoder.adapters", "hit_decoder.training", "hit_decoder.prior", "hit_decoder.commands",
+                 "hit_decoder.cli", "hit_decoder.reconstruct", "hit_decoder.runs", "taming", "pytorch_lightning",
+                 "lightning")
+#: what the adapters must not import
+NOT_FROM_ADAPTERS = ("hit_decoder.training", "hit_decoder.prior", "hit_decoder.commands", "hit_decoder.cli",
+                     "hit_decoder.reconstruct")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports, at any depth of its code."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)  # `from . import adapters` imports a module
+    return out
+
+
+def _modules() -> dict[str, set[str]]:
+    return {_module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _hits(imported: set[str], banned: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in imported if any(m == b or m.startswith(b + ".") for b in banned))
+
+
+def test_the_walker_sees_relative_and_nested_imports():
+    found = imports_of(PACKAGE / "training" / "module.py")
+    assert "hit_decoder.adapters" in found  # `from .. import adapters` inside a function
+    assert "hit_decoder.training.config" in found
+
+
+def test_only_the_adapters_import_taming():
+    wrong = {m: _hits(imps, ("taming",)) for m, imps in _modules().items() if not m.startswith("hit_decoder.adapters")}
+    assert not {m: h for m, h in wrong.items() if h}, "taming imported outside hit_decoder.adapters"
+
+
+@pytest.mark.parametrize("module", sorted(CORE))
+def test_core_imports_nothing_above_it(module):
+    modules = _modules()
+    assert module in modules, f"{module} is listed as core but does not exist"
+    assert _hits(modules[module], NOT_FROM_CORE) == []
+
+
+def test_adapters_do_not_import_training_prior_or_commands():
+    wrong = {m: _hits(i, NOT_FROM_ADAPTERS) for m, i in _modules().items() if m.startswith("hit_decoder.adapters")}
+    assert not {m: h for m, h in wrong.items() if h}
+
+
+def test_only_the_cli_imports_commands():
+    wrong = {m: _hits(i, ("hit_decoder.commands",)) for m, i in _modules().items()
+             if not (m == "hit_decoder.cli" or m.startswith("hit_decoder.commands"))}
+    assert not {m: h for m, h in wrong.items() if h}
+
+
+def test_benchmark_helpers_are_not_in_the_package():
+    assert not (PACKAGE / "benchmarking.py").exists()
+    assert not any("benchmarking" in i for imps in _modules().values() for i in imps)
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
+    assert listed == found, "pyproject.toml [tool.setuptools] packages must list every package under hit_decoder/"
