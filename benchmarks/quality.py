@@ -271,7 +271,15 @@ def render_quality(d: dict) -> str:
         for img, m in r["images"].items():
             lines.append(f"| {name} | {img} | {m['size']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['seam2']:.2f} | "
                          f"{m['seam4']:.2f} | {m['seam8']:.2f} |")
-    lines += ["", "Targets (issue 8):"]
+    verdicts = []
+    for name, r in arms.items():
+        if name != "cnn":
+            m = r["mean"]
+            worst = max(max(v[f'seam{p}'] for p in (2, 4, 8)) for v in r["images"].values())
+            verdicts.append(f"{name} at {r['gflops'] / cnn['gflops']:.3f}x the CNN's FLOPs: ΔPSNR "
+                            f"{m['psnr'] - cnn['mean']['psnr']:+.2f} dB, ΔSSIM {m['ssim'] - cnn['mean']['ssim']:+.4f}, "
+                            f"worst seam ratio {worst:.2f}")
+    lines += ["", "Result: " + "; ".join(verdicts) + " (held-out photographs, whole).", "", "Targets (issue 8):"]
     for name, r in arms.items():
         if name == "cnn":
             continue
@@ -300,7 +308,7 @@ def render_quality(d: dict) -> str:
         "/ mean elsewhere; 1.0 = no grid).",
         "- GFLOPs: torch.utils.flop_counter on a 32x32 latent (256² output); decode s: median of "
         f"{a.repeats} interleaved decodes per arm at batch 1, same process.",
-        f"- run: {_meta(d)}",
+        f"- machine: {_meta(d)}",
     ]
     return "\n".join(lines)
 
@@ -320,7 +328,7 @@ def render_ablation(d: dict) -> str:
         lines.append(f"| {r['variant']} | {r['gflops']:.2f} | {r['params'] / 1e6:.3f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
                      f"{r['seam2']:.2f} | {r['seam4']:.2f} | {r['seam8']:.2f} |")
     lines.append(f"| *original photographs* | | | | | {orig['seam2']:.2f} | {orig['seam4']:.2f} | {orig['seam8']:.2f} |")
-    lines += ["", f"Run: {_meta(d)}"]
+    lines += ["", f"- machine: {_meta(d)}"]
     return "\n".join(lines)
 
 
@@ -341,7 +349,7 @@ def render_overfit(d: dict) -> str:
                      f"{r['seam4']:.2f} | {r['seam8']:.2f} |")
     hit, cnn = d["rows"]["hit-m"], d["rows"]["cnn"]
     lines += ["", f"HiT PSNR at least the CNN's: **{'met' if hit['psnr'] >= cnn['psnr'] else 'not met'}** "
-                  f"(ΔPSNR {hit['psnr'] - cnn['psnr']:+.2f} dB).", "", f"Run: {_meta(d)}"]
+                  f"(ΔPSNR {hit['psnr'] - cnn['psnr']:+.2f} dB).", "", f"- machine: {_meta(d)}"]
     return "\n".join(lines)
 
 
