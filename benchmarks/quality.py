@@ -3,6 +3,7 @@
     python benchmarks/quality.py                         # stage 0 + arms (~40 min on 2 CPU cores)
     python benchmarks/quality.py --ablation --reuse-stage0   # the decoder ablation table
     python benchmarks/quality.py --overfit --reuse-stage0    # one photograph, many steps
+    python benchmarks/quality.py --reuse-stage0 --reuse-arms --overwrite   # re-score saved arms, train new ones
     python benchmarks/quality.py --steps 20 --stage0-steps 20 --no-write --out /tmp/q   # smoke run
 
 Protocol (scikit-image's bundled photographs; nothing is downloaded):
@@ -11,7 +12,7 @@ Protocol (scikit-image's bundled photographs; nothing is downloaded):
    dead-code restarts). Saved as ``OUT/stage0/model.safetensors``.
 1. Its encoder, quant_conv, codebook and post_quant_conv are frozen (bit-identical in every arm).
 2. Each arm trains a freshly initialised decoder on them: taming's CNN decoder (the stage-0
-   architecture) and HiT decoders of two sizes, with identical loss, optimizer, learning-rate
+   architecture) and HiT decoders of three sizes, with identical loss, optimizer, learning-rate
    schedule, EMA, batch size, number of batches and data order (same seed).
 3. Every arm's EMA weights reconstruct the held-out photographs WHOLE (shorter side 256 px, sides
    cut to a multiple of 8): PSNR, SSIM and the seam ratio at periods 2, 4, 8 (the originals' seam
@@ -56,6 +57,8 @@ FACTOR = 2 ** (len(DDCONFIG["ch_mult"]) - 1)
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 HIT = {
     "hit-m": HiTDecoderConfig(z_channels=Z_CHANNELS, channels=(128, 64, 32, 32), depths=(2, 2, 1, 1), heads=(4, 4, 2, 2),
+                              num_attention_stages=2, block_size=(4, 8), dilation_grid=(4, 4)),
+    "hit-l": HiTDecoderConfig(z_channels=Z_CHANNELS, channels=(160, 80, 40, 32), depths=(2, 2, 1, 1), heads=(4, 4, 2, 2),
                               num_attention_stages=2, block_size=(4, 8), dilation_grid=(4, 4)),
     "hit-s": HiTDecoderConfig(z_channels=Z_CHANNELS, channels=(64, 32, 16, 16), depths=(2, 1, 1, 1), heads=(4, 2, 2, 2),
                               num_attention_stages=2, block_size=(4, 8), dilation_grid=(4, 4)),
@@ -193,9 +196,15 @@ def run_arms(args, out: Path, vq0, stage0: dict) -> dict:
 
     images = held_out_images()
     arms, decoders = {}, {}
+    previous = json.loads((out / "quality.json").read_text())["arms"] if (out / "quality.json").is_file() else {}
     for name in ("cnn", *HIT):
-        vq, seconds = train(with_decoder(vq0, fresh_decoder(name, args)), train_config(out / name / "train", args, "decoder_swap", args.steps))
-        adapters.save_vqmodel(vq, out / name / "model.safetensors")
+        saved = out / name / "model.safetensors"
+        if args.reuse_arms and saved.is_file() and name in previous:  # trained by an earlier run of this protocol
+            vq, seconds = adapters.load_vqmodel(saved), previous[name]["train_seconds"]
+        else:
+            vq, seconds = train(with_decoder(vq0, fresh_decoder(name, args)),
+                                train_config(out / name / "train", args, "decoder_swap", args.steps))
+            adapters.save_vqmodel(vq, saved)
         decoders[name] = vq.decoder
         arms[name] = {"train_seconds": seconds, **cost(vq.decoder), **evaluate(vq, images)}
         print(f"{name}: {seconds:.0f}s, held-out PSNR {arms[name]['mean']['psnr']:.2f} SSIM {arms[name]['mean']['ssim']:.4f}",
@@ -298,8 +307,9 @@ def render_quality(d: dict) -> str:
         f"{DDCONFIG['num_res_blocks']} res block, z_channels {Z_CHANNELS}, codebook {N_EMBED} x {EMBED_DIM}; L1 + VQ loss, "
         f"dead-code restarts; held-out PSNR of its own (jointly trained) decoder {st['psnr']:.2f} dB, SSIM {st['ssim']:.4f}.",
         f"- arms: encoder, quant_conv, codebook, post_quant_conv frozen; only the decoder trains. cnn: a fresh taming "
-        f"Decoder with the stage-0 config; hit-m / hit-s: fresh v2 HiT decoders ({json.dumps(d['hit_configs']['hit-m'])}, "
-        f"hit-s: channels {d['hit_configs']['hit-s']['channels']}, depths {d['hit_configs']['hit-s']['depths']}).",
+        f"Decoder with the stage-0 config; hit-*: fresh v2 HiT decoders ({json.dumps(d['hit_configs']['hit-m'])}; "
+        + "; ".join(f"{k}: channels {c['channels']}, depths {c['depths']}" for k, c in d["hit_configs"].items() if k != "hit-m")
+        + ").",
         f"- identical for every arm: L1 loss{' + LPIPS %g' % a.lpips if a.lpips else ''} (no GAN: LPIPS needs the VGG16 "
         f"download); Adam lr {a.lr:g}, betas (0.9, 0.99), {min(100, a.steps)} warm-up batches, grad clip 1.0, EMA "
         f"{a.ema}; batch {a.batch} of {a.size}² crops (+ flips) of {len(EMBEDDED_TRAIN)} photographs resized to shorter "
@@ -374,6 +384,9 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_quality"))
     p.add_argument("--reuse-stage0", action="store_true", help="reuse OUT/stage0/model.safetensors if present")
+    p.add_argument("--reuse-arms", action="store_true",
+                   help="re-evaluate arms already trained in OUT (OUT/<arm>/model.safetensors + quality.json) "
+                        "instead of training them again; arms not yet there are trained")
     p.add_argument("--overwrite", action="store_true", help="replace results already in OUT")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--render", metavar="JSON", help="only re-render BENCHMARKS.md from a saved result file")
