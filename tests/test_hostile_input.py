@@ -412,3 +412,12 @@ def test_checkout_root_imports_the_same_package_as_an_install(tmp_path):
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert lines[0].startswith(str(root / "hit_decoder")) and "hit-8m-f16" in lines[1] and "demo" in lines[2]
+
+
+def test_demo_refuses_an_earlier_run_without_overwrite(tmp_path, capsys):
+    (tmp_path / "stage1" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "stage1" / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run")
+    assert main(["demo", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and str(tmp_path) in err
+    assert (tmp_path / "stage1" / "checkpoints" / "last.ckpt").read_bytes() == b"an earlier run"

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior-batches", type=int, default=None, help="override the prior demo's batch count")
     p.add_argument("--size", default="128x256", help="sample size HEIGHTxWIDTH in pixels (default 128x256)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     p.set_defaults(func=run)
 
 
@@ -40,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.training import run_training
 
     out = Path(args.out)
+    if not args.overwrite and any((out / part).exists() for part in ("stage1", "prior", "samples")):
+        raise ValueError(f"--out {out} already holds an earlier demo run; pass --overwrite to replace it, "
+                         "or choose another --out")
     print(f"[1/3] stage 1: tiny VQGAN with a HiT decoder on the embedded photographs -> {out / 'stage1'}")
-    overrides = [f"out_dir={out / 'stage1'}", "trainer.progress_bar=false"]
+    again = ["overwrite=true"] if args.overwrite else []
+    overrides = [f"out_dir={out / 'stage1'}", "trainer.progress_bar=false", *again]
     if args.stage1_batches is not None:
         overrides.append(f"trainer.max_batches={args.stage1_batches}")
     stage1 = run_training("demo", overrides)
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[2/3] prior: tiny GPT on the code grids -> {out / 'prior'}")
     prior_overrides = [f"out_dir={out / 'prior'}", "first_stage.untrained=null",
-                       f"first_stage.model={model_file}", "trainer.progress_bar=false"]
+                       f"first_stage.model={model_file}", "trainer.progress_bar=false", *again]
     if args.prior_batches is not None:
         prior_overrides.append(f"trainer.max_batches={args.prior_batches}")
     prior_run = train_prior("demo", prior_overrides)
