@@ -73,6 +73,7 @@ ABLATION = [
                                      mlp_conv=True)),
     ("+ 3x3 output conv = v2 decoder", {}),
     ("v2 without pixel-centred lookup", dict(cross_attention="cell")),
+    ("v2 + bilinear into attention stages too", dict(upsample="bilinear_all")),
 ]
 
 
@@ -371,7 +372,7 @@ def main() -> int:
     p.add_argument("--ablation", action="store_true", help="run the ablation variants instead of the arms")
     p.add_argument("--ablation-steps", type=int, default=500)
     p.add_argument("--overfit", action="store_true", help="run the one-photograph overfit test instead of the arms")
-    p.add_argument("--overfit-steps", type=int, default=1200)
+    p.add_argument("--overfit-steps", type=int, default=800)
     p.add_argument("--overfit-image", default="astronaut")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--size", type=int, default=64, help="crop side in pixels")

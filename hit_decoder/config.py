@@ -26,7 +26,7 @@ def _as_int_tuple(name: str, value: Any) -> tuple[int, ...]:
 
 _CHOICES = {
     "cross_attention": ("pixel", "cell"),
-    "upsample": ("bilinear", "pixel_shuffle"),
+    "upsample": ("bilinear", "pixel_shuffle", "bilinear_all"),
     "rgb_upsample": ("bilinear", "nearest"),
 }
 
@@ -153,9 +153,12 @@ class HiTDecoderConfig:
         return i < self.num_attention_stages
 
     def upsample_into(self, i: int) -> str:
-        """How stage ``i > 0`` upsamples its input: ``upsample`` into MLP-only stages; always
+        """How stage ``i > 0`` upsamples its input: ``upsample`` into MLP-only stages;
         depth-to-space into attention stages, whose block attention mixes the four children at
-        once (bilinear there would widen the exact-tiling margin by whole super-windows)."""
+        once (bilinear there widens the exact-tiling margin by whole super-windows), unless
+        ``upsample="bilinear_all"``."""
+        if self.upsample == "bilinear_all":
+            return "bilinear"
         return self.upsample if not self.is_attention_stage(i) else "pixel_shuffle"
 
     def has_rgb_head(self, i: int) -> bool:

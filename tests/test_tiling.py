@@ -88,10 +88,13 @@ def test_hit_geometry_of_presets():
     assert (hit_tile_geometry(v1).align, hit_tile_geometry(v1).margin) == (4, 4)
 
 
-@pytest.mark.parametrize("parts", [{}, V1_PARTS, {"mlp_conv": False, "out_conv": False}])
-def test_dependency_cone_matches_autograd(parts):
+@pytest.mark.parametrize("parts,tight", [({}, True), (V1_PARTS, True), ({"mlp_conv": False, "out_conv": False}, True),
+                                         ({"upsample": "bilinear_all"}, False)])
+def test_dependency_cone_matches_autograd(parts, tight):
     """hit_dependency against the gradient's support: the codes whose gradient is non-zero for one
-    output pixel column are exactly the predicted range (an independent reference: autograd)."""
+    output pixel column are exactly the predicted range (an independent reference: autograd); with
+    bilinear upsampling into attention stages the cone holds the support (it rounds to whole
+    super-windows, where one layer reaches only its block and dilated group)."""
     torch.manual_seed(0)
     dec = HiTDecoder(HiTDecoderConfig(**{**TINY, "depths": (1, 1, 2)}, **parts)).double()
     with torch.no_grad():
@@ -103,7 +106,11 @@ def test_dependency_cone_matches_autograd(parts):
         dec(z)[..., col].sum().backward()
         support = (z.grad.abs().sum(dim=(0, 1, 2)) > 0).nonzero().flatten()
         first, last = hit_dependency(dec.config, col, col)
-        assert (support.min().item(), support.max().item()) == (max(0, first), min(11, last)), (col, support)
+        got, predicted = (support.min().item(), support.max().item()), (max(0, first), min(11, last))
+        if tight:
+            assert got == predicted, (col, support)
+        else:  # whole super-windows are a safe over-approximation of one layer's regional + dilated reach
+            assert predicted[0] <= got[0] and got[1] <= predicted[1], (col, support)
         assert col // f - first <= hit_tile_geometry(dec.config).margin
 
 
