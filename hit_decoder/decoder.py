@@ -45,11 +45,16 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 1)  # (B, 2H, 2W, C)
 
 
+def _band_height(x: torch.Tensor, chunk: int, unit: int = 1) -> int:
+    """Rows per band of ``x (B, H, W, C)``: about ``chunk`` tokens, a multiple of ``unit``."""
+    B, _, W, _ = x.shape
+    return max(unit, (chunk // max(1, B * W * unit)) * unit)
+
+
 def _row_bands(x: torch.Tensor, chunk: int, unit: int = 1):
     """Row slices of ``x (B, H, W, C)`` holding about ``chunk`` tokens each, in multiples of
     ``unit`` rows (inference-time chunking of per-token work; results are identical)."""
-    B, H, W, _ = x.shape
-    rows = max(unit, (chunk // max(1, B * W * unit)) * unit)
+    H, rows = x.shape[1], _band_height(x, chunk, unit)
     return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
 
 
@@ -63,7 +68,7 @@ def _tokenwise(fn, x: torch.Tensor, out_dim: int, chunk: int, halo: int = 0) -> 
     to ``fn`` as ``crop=(top, bottom)``) into one output buffer, so no full-size intermediate of
     ``fn`` exists at once."""
     if not _chunking(x, chunk):
-        return fn(x) if not halo else fn(x, crop=(0, 0))
+        return fn(x)
     H = x.shape[1]
     out = x.new_empty(*x.shape[:-1], out_dim)
     for band in _row_bands(x, chunk):
@@ -133,7 +138,7 @@ class _CrossBlock(nn.Module):
             return x + self.attn(self.norm(x), latent)  # (B, H, W, C)
         kvm = self.attn.keys(latent)  # (B, gh, gw, n2, dh) x2, (gh, gw, n2)
         s, gh, H = self.attn.scale, kvm[0].shape[1], x.shape[1]
-        per_band = max(1, _row_bands(x, chunk, unit=s)[0].stop // s)  # whole group rows per band
+        per_band = _band_height(x, chunk, unit=s) // s  # whole group rows per band
         for g0 in range(0, gh, per_band):  # groups never overlap: update in place
             g1 = min(gh, g0 + per_band)
             r0, r1, _, _ = self.attn.pixel_rows(g0, g1, H)
