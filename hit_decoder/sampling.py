@@ -502,12 +502,18 @@ def sample_sliding_window(
     method: str = "fast",
     window: int | tuple[int, int] | None = None,
     max_cached_windows: int | None = None,
+    cache_rows: int | None = None,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Sample a ``(B, H, W)`` grid of code indices with a taming ``Net2NetTransformer``.
+    """Sample a ``(B, H, W)`` grid of code indices with a taming ``Net2NetTransformer`` or a
+    windowed prior (:class:`hit_decoder.prior.WindowedPrior`).
 
     Args:
-        transformer: a taming ``Net2NetTransformer`` (its ``.transformer`` is the minGPT).
+        transformer: a taming ``Net2NetTransformer`` (its ``.transformer`` is the minGPT), or a
+            windowed prior: any module with ``sample_codes`` and ``condition_ids`` methods. A
+            windowed prior has no window: its context is its neighbourhood wherever it samples;
+            ``method="fast"`` streams it (one token forward per code), ``"reference"`` runs its
+            whole masked model once per code. ``cond`` is then None or class id(s).
         shape: latent grid ``(H, W)``; at least the window in each dimension.
         cond: ``None`` for an unconditional prior (SOS token); class id(s) (int, list or ``(B,)``
             tensor) for a class-conditional one; a condition index grid ``(B, H, W)`` or a
@@ -527,6 +533,9 @@ def sample_sliding_window(
             no limit: caches live from a window's first to its last position, about one band of
             windows at a time (49 for a 32x64 grid with 16x16 windows, 136 for 64x256), each
             ``2 * n_layer * B * (L + rows*cols) * n_embd`` numbers.
+        cache_rows: windowed priors only — rows of keys/values the streaming sampler keeps (at
+            least the neighbourhood's rows + 1; more rows let more of them run at once). Default:
+            :func:`hit_decoder.prior.windowed.default_cache_rows`. Results do not change.
         progress: show a progress bar (tqdm) over the ``H * W`` positions.
 
     Returns:
@@ -536,7 +545,8 @@ def sample_sliding_window(
 
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    gpt = _gpt_of(transformer)
+    windowed = callable(getattr(transformer, "sample_codes", None))
+    gpt = None if windowed else _gpt_of(transformer)
     shape = _as_pair("shape", shape)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -554,6 +564,12 @@ def sample_sliding_window(
             generator.manual_seed(int(seed))
         else:
             generator.seed()  # fresh entropy from the OS, not the global RNG
+    pick = _Filter(float(temperature), top_k, top_p)
+    if windowed:
+        return _sample_windowed(transformer, shape, cond, batch_size, generator, pick, method, window,
+                                max_cached_windows, cache_rows, progress)
+    if cache_rows is not None:
+        raise ValueError("cache_rows is for windowed priors; this is a taming GPT prior (see max_cached_windows)")
 
     device = gpt.pos_emb.device
     conditioning = _resolve_conditioning(transformer, cond, batch_size, shape, device)
@@ -569,7 +585,6 @@ def sample_sliding_window(
             raise ValueError(f"conditioning tokens must lie in [0, {vocab}) (the GPT's vocabulary), got range [{int(tok.min())}, {int(tok.max())}]")
 
     u = draw_uniforms((conditioning.batch, *shape), generator, device)  # (B, H, W)
-    pick = _Filter(float(temperature), top_k, top_p)
     was_training = gpt.training
     gpt.eval()
     bar = tqdm(total=shape[0] * shape[1], desc=f"sampling {shape[0]}x{shape[1]} ({method})", disable=not progress, leave=False)
@@ -580,6 +595,30 @@ def sample_sliding_window(
     finally:
         bar.close()
         gpt.train(was_training)
+
+
+def _sample_windowed(prior, shape, cond, batch_size, generator, pick, method, window, max_cached_windows,
+                     cache_rows, progress) -> torch.Tensor:
+    """:func:`sample_sliding_window` for a windowed prior: same conditioning, uniforms and filter."""
+    from tqdm.auto import tqdm
+
+    if window is not None or max_cached_windows is not None:
+        raise ValueError("a windowed prior has no sampling window (its context is its neighbourhood at every "
+                         "position): leave window= and max_cached_windows= unset")
+    if cache_rows is not None and cache_rows < 1:
+        raise ValueError(f"cache_rows must be >= 1 or None, got {cache_rows}")
+    device = next(prior.parameters()).device
+    ids = prior.condition_ids(cond, batch_size, device)  # (B,)
+    u = draw_uniforms((ids.shape[0], *shape), generator, device)  # (B, H, W)
+    was_training = prior.training
+    prior.eval()
+    label = "streaming" if method == "fast" else method
+    bar = tqdm(total=shape[0] * shape[1], desc=f"sampling {shape[0]}x{shape[1]} ({label})", disable=not progress, leave=False)
+    try:
+        return prior.sample_codes(ids, u, pick, method=method, cache_rows=cache_rows, progress=bar)
+    finally:
+        bar.close()
+        prior.train(was_training)
 
 
 def grid_shape_for(size: tuple[int, int], factor: int) -> tuple[int, int]:

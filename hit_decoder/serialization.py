@@ -56,14 +56,15 @@ def save_decoder(decoder: HiTDecoder, path: str | os.PathLike) -> Path:
     return path
 
 
-def read_safetensors(path: str | os.PathLike, expected_format: str, version: str = "1",
+def read_safetensors(path: str | os.PathLike, expected_format: str, version: str | tuple[str, ...] = "1",
                      retired: dict[str, str] | None = None, *,
                      tensors: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read tensors + metadata of a hit-decoder safetensors file, with clear errors
     (``tensors=False``: the metadata only, the returned state is empty).
 
-    ``version`` is the format version this library writes; files of a ``retired`` version (with
-    the reason) or of a newer version are refused with an error that says what to do.
+    ``version`` is the format version this library writes (or a tuple of the versions it reads);
+    files of a ``retired`` version (with the reason) or of a newer version are refused with an
+    error that says what to do.
     """
     path = Path(path)
     if not path.is_file():
@@ -85,13 +86,14 @@ def read_safetensors(path: str | os.PathLike, expected_format: str, version: str
             "save it with the matching hit_decoder function"
         )
     found = meta.get("version", "1")
-    if found != version:
+    readable = (version,) if isinstance(version, str) else tuple(version)
+    if found not in readable:
         if retired and found in retired:
             raise ValueError(f"{path} is a {expected_format} file of format version {found}: {retired[found]}")
-        newer = found.isdigit() and version.isdigit() and int(found) > int(version)
+        newer = found.isdigit() and all(v.isdigit() and int(found) > int(v) for v in readable)
         raise ValueError(
             f"{path} is a {expected_format} file of format version {found!r}, but this hit-decoder "
-            f"({_library_version()}) reads version {version}"
+            f"({_library_version()}) reads version {' and '.join(readable)}"
             + ("; upgrade hit-decoder (pip install -U hit-decoder) to read it" if newer else "")
         )
     return state, meta

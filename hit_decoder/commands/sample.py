@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "sample",
         help="sample images larger than the prior's window (sliding-window sampling + decoding)",
-        description="Sample code grids with a prior from `hit-decoder train-prior` (sliding 16x16 windows, "
-        "as taming's scripts do) and decode them with the VQ model the prior was trained on. Writes "
+        description="Sample code grids with a prior from `hit-decoder train-prior` (a taming GPT prior slides "
+        "its window as taming's scripts do; a windowed prior streams over any size) and decode them with the "
+        "VQ model the prior was trained on. Writes "
         "s<seed>_<k>.png and s<seed>_<k>.npy (the code grid, int64 HxW) per sample and samples.json.",
     )
     p.add_argument("--model", default=None, help="library-format VQ model file (a training run's export/model.safetensors)")
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely codes")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass")
-    p.add_argument("--method", choices=["fast", "reference"], default="fast", help="sampler path (same tokens)")
+    p.add_argument("--method", choices=["fast", "reference"], default="fast",
+                   help="sampler path, same tokens: fast (cached / streaming) or reference (plain loop)")
     p.add_argument("--tile", type=int, default=None,
                    help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -150,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
         vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
     f = adapters.downsample_factor(vq)
     grid = grid_shape_for(args.size, f)
+    windowed = "architecture" in info  # a windowed prior samples any grid; a GPT prior needs its window
     wh, ww = info["window"]
-    if grid[0] < wh or grid[1] < ww:
+    if not windowed and (grid[0] < wh or grid[1] < ww):
         raise ValueError(f"--size {args.size[0]}x{args.size[1]} is below the prior's {wh}x{ww}-code window "
                          f"({wh * f}x{ww * f} px at f{f}); sample at least that size")
     tile = None
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
                                 top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
-                                window=(wh, ww))  # (B, h, w)
+                                window=None if windowed else (wh, ww))  # (B, h, w)
     with torch.no_grad():
         images = decode_codes(vq, idx, tile=tile, progress=tile is not None).cpu()  # (B, 3, H, W)
     out = Path(args.out)
@@ -178,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
             np.save(fh, idx[k].cpu().numpy().astype(np.int64))
         files.append(stem.name)
-    summary = {"seed": seed, "size": list(args.size), "grid": list(grid), "window": [wh, ww], "class": label,
+    context = {"neighbourhood": info["architecture"]} if windowed else {"window": [wh, ww]}
+    summary = {"seed": seed, "size": list(args.size), "grid": list(grid), **context, "class": label,
                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "method": args.method,
                "tile_px": args.tile, "prior": str(args.prior), "model": args.model or args.vqgan_ckpt, "samples": files}
     with atomic_path(out / "samples.json") as tmp:

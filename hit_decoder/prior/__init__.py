@@ -2,7 +2,8 @@
 
 A prior is a taming ``Net2NetTransformer`` (minGPT over raster-ordered codes, unconditional with an
 SOS token or class-conditional with taming's ``Labelator``) whose first stage is a taming VQ model
-with a HiT (or any) decoder. Training follows taming: the transformer learns ``p(code_k | codes
+with a HiT (or any) decoder, or a :class:`WindowedPrior` over the same codes (``architecture:
+windowed``). Training follows taming: the transformer learns ``p(code_k | codes
 before it, condition)`` on random ``crop x crop`` windows of latent code grids — here crops of the
 grids of whole encoded images, which are encoded once before training (plus their mirror images).
 The crop is the window the sliding-window sampler uses later.
@@ -20,8 +21,10 @@ Modules:
 * :mod:`.train` — :class:`PriorModule` (Lightning) and :func:`train_prior`; imported on first use,
   so that loading a prior for sampling does not import Lightning.
 
-A second architecture (e.g. a windowed prior) adds its own ``model``-level builder and a
-``PriorConfig.architecture``-style switch; files, data and training stay shared.
+* :mod:`.windowed` — :class:`WindowedPrior` (``architecture: windowed``): a prior whose context is a
+  causal 2-D neighbourhood with relative positions, trained on the same crops and sampled by
+  streaming over a canvas of any size (one token forward per code). Files, data and training are
+  shared with the taming GPT.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ from typing import Any
 
 from .config import CONDITIONING, PriorConfig, load_prior_config, shipped_prior_configs, validate_prior_config
 from .model import FORMAT_PRIOR, PriorFile, build_prior, first_stage_summary, load_prior, prior_info, read_prior, save_prior
+from .windowed import WindowedPrior
 
 __all__ = [
     "PriorConfig",
+    "WindowedPrior",
     "load_prior_config",
     "validate_prior_config",
     "shipped_prior_configs",

@@ -9,11 +9,13 @@ from typing import Any, Optional
 
 from ..configfile import read_config_source, shipped_configs, strict_config
 
-__all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "PriorDataConfig", "PriorOptim", "PriorTrainer",
+__all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim", "PriorTrainer",
            "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
 
 #: conditioning kinds a prior can have (``adapters.build_net2net`` builds them)
 CONDITIONING = ("unconditional", "class")
+#: prior architectures: taming's minGPT over crop windows, or the windowed prior (:mod:`.windowed`)
+ARCHITECTURES = ("gpt", "windowed")
 
 
 @dataclass
@@ -38,6 +40,16 @@ class GPTShape:
     embd_pdrop: float = 0.0
     resid_pdrop: float = 0.0
     attn_pdrop: float = 0.0
+
+
+@dataclass
+class WindowedShape:
+    """The context of a windowed prior (``architecture: windowed``): the codes before ``(i, j)`` in
+    raster order within rows ``i - rows_above .. i`` and columns ``j - cols_each_side .. j + cols_each_side``.
+    Depth and width come from the ``gpt`` section."""
+
+    rows_above: int = 7
+    cols_each_side: int = 7
 
 
 @dataclass
@@ -74,11 +86,13 @@ class PriorConfig:
     out_dir: str = "runs/prior"
     resume: Optional[str] = None  # checkpoint path, or "auto" = out_dir/checkpoints/last.ckpt if present
     overwrite: bool = False  # replace an earlier run's prior and checkpoint in out_dir (else: an error)
+    architecture: str = "gpt"  # "gpt" (taming's minGPT, sliding-window sampling) | "windowed" (local 2-D context, streams)
     conditioning: str = "unconditional"  # "unconditional" (SOS token) | "class" (class label token)
     sos_token: int = 0
     pkeep: float = 1.0  # taming's token dropout: keep this share of input codes, replace the rest at random
     first_stage: FirstStageConfig = field(default_factory=FirstStageConfig)
     gpt: GPTShape = field(default_factory=GPTShape)
+    windowed: WindowedShape = field(default_factory=WindowedShape)
     data: PriorDataConfig = field(default_factory=PriorDataConfig)
     optim: PriorOptim = field(default_factory=PriorOptim)
     trainer: PriorTrainer = field(default_factory=PriorTrainer)
@@ -95,6 +109,10 @@ def validate_prior_config(cfg: PriorConfig) -> None:
     _check(len(given) == 1, "first_stage: give exactly one of first_stage.model (hit-decoder VQ model file), "
            f"first_stage.taming_config (+ taming_ckpt) or first_stage.untrained (a training config); got {given or 'none'}")
     _check(fs.taming_ckpt is None or fs.taming_config is not None, "first_stage.taming_ckpt needs first_stage.taming_config")
+    _check(cfg.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
+    w = cfg.windowed
+    _check(w.rows_above >= 0 and w.cols_each_side >= 0 and w.rows_above + w.cols_each_side >= 1,
+           f"windowed: need rows_above >= 0 and cols_each_side >= 0, not both 0; got {w.rows_above}, {w.cols_each_side}")
     _check(cfg.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}, got {cfg.conditioning!r}")
     _check(0.0 < cfg.pkeep <= 1.0, f"pkeep must be in (0, 1], got {cfg.pkeep}")
     g, d, t = cfg.gpt, cfg.data, cfg.trainer

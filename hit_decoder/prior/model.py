@@ -16,28 +16,46 @@ from torch import nn
 
 from ..fileio import atomic_path
 from ..serialization import read_safetensors, strip_wrapper_prefixes
+from .windowed import WindowedPrior
 
 __all__ = ["FORMAT_PRIOR", "PriorFile", "build_prior", "save_prior", "read_prior", "prior_info", "load_prior",
            "first_stage_summary"]
 
 FORMAT_PRIOR = "hit-decoder/prior"
+#: format versions: "1" taming GPT priors (unchanged), "2" windowed priors (an ``architecture`` section)
 _FORMAT_VERSION = "1"
+_WINDOWED_VERSION = "2"
 
 
-def build_prior(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dict[str, Any]) -> nn.Module:
-    """A taming ``Net2NetTransformer`` over ``first_stage`` (see :func:`hit_decoder.adapters.build_net2net`)."""
+def build_prior(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dict[str, Any],
+                architecture: dict[str, Any] | None = None) -> nn.Module:
+    """A taming ``Net2NetTransformer`` over ``first_stage`` (see :func:`hit_decoder.adapters.build_net2net`),
+    or, with ``architecture={"kind": "windowed", "rows_above": r, "cols_each_side": c}``, a
+    :class:`~hit_decoder.prior.windowed.WindowedPrior` of the same depth, width and vocabulary
+    (it does not hold the first stage)."""
+    if architecture is not None and architecture.get("kind") == "windowed":
+        classes = conditioning["kind"] == "class"
+        return WindowedPrior(gpt["vocab_size"], gpt["n_layer"], gpt["n_head"], gpt["n_embd"],
+                             architecture["rows_above"], architecture["cols_each_side"],
+                             n_cond=conditioning["n_classes"] if classes else 1, class_conditional=classes,
+                             embd_pdrop=gpt.get("embd_pdrop", 0.0), resid_pdrop=gpt.get("resid_pdrop", 0.0),
+                             attn_pdrop=gpt.get("attn_pdrop", 0.0))
     from .. import adapters
 
     return adapters.build_net2net(first_stage, gpt, conditioning)
 
 
 def save_prior(net: nn.Module, path: str | os.PathLike, info: dict[str, Any]) -> Path:
-    """Write the GPT weights of ``net`` and ``info`` (see :func:`prior_info`) atomically."""
+    """Write the weights of ``net`` (a taming GPT's, or a windowed prior's) and ``info`` (see
+    :func:`prior_info`) atomically."""
     from safetensors.torch import save_file
 
-    state = {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(net.transformer.state_dict()).items()
+    windowed = isinstance(net, WindowedPrior)
+    weights = net.state_dict() if windowed else net.transformer.state_dict()
+    state = {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(weights).items()
              if not k.endswith("attn.mask")}  # the causal masks are rebuilt from the config
-    meta = {"format": FORMAT_PRIOR, "version": _FORMAT_VERSION, "info": json.dumps(info)}
+    meta = {"format": FORMAT_PRIOR, "version": _WINDOWED_VERSION if windowed else _FORMAT_VERSION,
+            "info": json.dumps(info)}
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
@@ -61,8 +79,8 @@ def _check_info(info: Any, path: Any) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise bad(f"is a {type(info).__name__}, expected a JSON object")
     expected = {"gpt", "conditioning", "window", "first_stage"}
-    if set(info) != expected:
-        raise bad(f"has keys {sorted(info)}, expected {sorted(expected)}")
+    if set(info) - {"architecture"} != expected:
+        raise bad(f"has keys {sorted(info)}, expected {sorted(expected)} (and 'architecture' for a windowed prior)")
     for section, allowed in _INFO_KEYS.items():
         part = info[section]
         if not isinstance(part, dict) or set(part) - allowed or _REQUIRED[section] - set(part):
@@ -79,6 +97,14 @@ def _check_info(info: Any, path: Any) -> dict[str, Any]:
     window = info["window"]
     if not (isinstance(window, list) and len(window) == 2 and all(isinstance(v, int) and v >= 1 for v in window)):
         raise bad(f"window = {window!r} is not two positive integers")
+    arch = info.get("architecture")
+    if arch is not None:
+        sizes = [arch.get(k) for k in ("rows_above", "cols_each_side")] if isinstance(arch, dict) else []
+        if not (isinstance(arch, dict) and set(arch) == {"kind", "rows_above", "cols_each_side"}
+                and arch["kind"] == "windowed" and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in sizes)
+                and sum(sizes) >= 1):
+            raise bad(f"section 'architecture' is {arch!r}; expected kind 'windowed' with integer rows_above and "
+                      "cols_each_side")
     return info
 
 
@@ -93,13 +119,18 @@ class PriorFile:
 
 def read_prior(path: str | os.PathLike, *, weights: bool = True) -> PriorFile:
     """Read a prior file once (format and metadata checked; ``weights=False``: metadata only)."""
-    state, meta = read_safetensors(path, FORMAT_PRIOR, _FORMAT_VERSION, tensors=weights)
+    state, meta = read_safetensors(path, FORMAT_PRIOR, (_FORMAT_VERSION, _WINDOWED_VERSION), tensors=weights)
     try:
         info = json.loads(meta["info"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: prior metadata 'info' is missing or not valid JSON ({exc}); the file was edited "
                          "or not written by hit_decoder.prior.save_prior — train or export the prior again") from None
-    return PriorFile(Path(path), state, _check_info(info, path))
+    info = _check_info(info, path)
+    if (meta.get("version") == _WINDOWED_VERSION) != ("architecture" in info):
+        raise ValueError(f"{path}: format version {meta.get('version')!r} does not match its metadata (a windowed prior "
+                         f"is version {_WINDOWED_VERSION} with an 'architecture' section); the file was edited — "
+                         "train or export the prior again")
+    return PriorFile(Path(path), state, info)
 
 
 def prior_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -131,11 +162,11 @@ def load_prior(source: str | os.PathLike | PriorFile, first_stage: nn.Module,
             f"given model's is {got['codebook_sha256'][:12]}...): same size, different code vectors, so its tokens "
             f"would decode to other images; sample with the VQ model the prior was trained on ({expected.get('source')})"
         )
-    net = build_prior(first_stage, info["gpt"], info["conditioning"])
-    missing, unexpected = net.transformer.load_state_dict(prior.state, strict=False)
+    net = build_prior(first_stage, info["gpt"], info["conditioning"], info.get("architecture"))
+    missing, unexpected = (net if isinstance(net, WindowedPrior) else net.transformer).load_state_dict(prior.state, strict=False)
     missing = [k for k in missing if not k.endswith("attn.mask")]
     if missing or unexpected:
-        raise ValueError(f"{path}: GPT weights do not match its config; missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"{path}: prior weights do not match its config; missing {missing}, unexpected {unexpected}")
     return net.to(map_location).eval()
 
 

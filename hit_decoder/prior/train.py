@@ -1,4 +1,5 @@
-"""Training a prior (Lightning 2): :class:`PriorModule` wraps a taming ``Net2NetTransformer``;
+"""Training a prior (Lightning 2): :class:`PriorModule` wraps a taming ``Net2NetTransformer`` or a
+:class:`~hit_decoder.prior.windowed.WindowedPrior`;
 :func:`train_prior` runs a :class:`~hit_decoder.prior.config.PriorConfig` end to end and writes
 ``out_dir/prior.safetensors``, ``checkpoints/last.ckpt``, ``logs/`` and ``result.json``."""
 
@@ -27,6 +28,7 @@ from ..training.models import seeded
 from .config import PriorConfig, load_prior_config, validate_prior_config
 from .data import CodeCropDataset, collate_crops, encode_grids, load_first_stage
 from .model import build_prior, first_stage_summary, save_prior
+from .windowed import WindowedPrior
 
 __all__ = ["PriorModule", "PriorResult", "PRIOR_OUTPUTS", "train_prior"]
 
@@ -45,18 +47,27 @@ class PriorModule(pl.LightningModule):
         self.losses: list[float] = []
 
     def loss(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.net, WindowedPrior):
+            cond = labels if self.cfg.conditioning == "class" else None
+            return self.net.nll(codes, cond, self.token_dropout(codes))
         B = codes.shape[0]
         z = self.net.permuter(codes.reshape(B, -1))  # (B, crop*crop)
         _, c = self.net.encode_to_c(labels if self.cfg.conditioning == "class" else codes)  # (B, 1)
-        inputs = z
-        if self.cfg.pkeep < 1.0:  # taming's token dropout, from a generator seeded by the batch
-            g = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 7919 + self.batches_done)
-            keep = (torch.rand(z.shape, generator=g) < self.cfg.pkeep).to(z.device)
-            noise = torch.randint(0, self.net.transformer.config.vocab_size, z.shape, generator=g).to(z.device)
-            inputs = torch.where(keep, z, noise)
+        inputs = self.token_dropout(z)
         logits, _ = self.net.transformer(torch.cat([c, inputs], dim=1)[:, :-1])  # (B, L + n - 1, V)
         logits = logits[:, c.shape[1] - 1 :]  # (B, n, V): output i predicts code i
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), z.reshape(-1))
+
+    def token_dropout(self, z: torch.Tensor) -> torch.Tensor:
+        """taming's ``pkeep``: keep each input code with probability pkeep, else a random code
+        (from a generator seeded by the batch, so resumed runs repeat it)."""
+        if self.cfg.pkeep >= 1.0:
+            return z
+        g = torch.Generator(device="cpu").manual_seed(self.cfg.seed * 7919 + self.batches_done)
+        keep = (torch.rand(z.shape, generator=g) < self.cfg.pkeep).to(z.device)
+        vocab = self.net.vocab_size if isinstance(self.net, WindowedPrior) else self.net.transformer.config.vocab_size
+        noise = torch.randint(0, vocab, z.shape, generator=g).to(z.device)
+        return torch.where(keep, z, noise)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.loss(batch["codes"], batch["label"])
@@ -66,6 +77,8 @@ class PriorModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
+        if isinstance(self.net, WindowedPrior):  # taming's optimiser and parameter grouping
+            return torch.optim.AdamW(self.net.optimizer_groups(0.01), lr=self.cfg.optim.lr, betas=(0.9, 0.95))
         self.net.learning_rate = self.cfg.optim.lr
         return self.net.configure_optimizers()
 
@@ -114,7 +127,8 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
     n_codes = sum(g.numel() for g in grids)
     used = len(torch.cat([g.reshape(-1) for g in grids]).unique())
     log.info("first stage: %s; %d code grids (%d codes, %d of %d codebook entries used)", source, len(grids), n_codes, used, vocab)
-    if class_ids and len(names) > vocab:
+    windowed = cfg.architecture == "windowed"
+    if class_ids and len(names) > vocab and not windowed:
         raise ValueError(f"{len(names)} classes but the codebook has {vocab} entries: taming's Labelator feeds class ids "
                          "through the code embedding, so a class-conditional prior needs n_classes <= codebook size")
     conditioning = ({"kind": "class", "n_classes": len(names), "class_names": names} if class_ids
@@ -123,11 +137,14 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
         raise ValueError(f"sos_token must be in [0, {vocab}) (the codebook), got {cfg.sos_token}")
     crop = cfg.data.crop
     gpt = {"vocab_size": vocab, "block_size": crop * crop, **vars(cfg.gpt)}  # 1 cond token + crop^2 - 1 inputs
+    architecture = {"kind": "windowed", **vars(cfg.windowed)} if windowed else None
     with seeded(cfg.seed):
-        net = build_prior(vq, gpt, conditioning)
+        net = build_prior(vq, gpt, conditioning, architecture)
         net.pkeep = cfg.pkeep
     info = {"gpt": gpt, "conditioning": conditioning, "window": [crop, crop],
             "first_stage": {**first_stage_summary(vq), "source": source}}
+    if windowed:  # "window" is then the training crop; the context is the neighbourhood
+        info["architecture"] = architecture
     if cfg.first_stage.untrained:  # the random first stage exists nowhere else: keep it for sampling
         info["first_stage"]["file"] = str(adapters.save_vqmodel(vq, out / "first_stage.safetensors"))
 
