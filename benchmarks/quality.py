@@ -385,6 +385,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_quality"))
     p.add_argument("--reuse-stage0", action="store_true", help="reuse OUT/stage0/model.safetensors if present")
+    p.add_argument("--stage0-only", action="store_true",
+                   help="only train (or reuse) stage 0, e.g. for benchmarks/prior_quality.py, and stop")
     p.add_argument("--reuse-arms", action="store_true",
                    help="re-evaluate arms already trained in OUT (OUT/<arm>/model.safetensors + quality.json) "
                         "instead of training them again; arms not yet there are trained")
@@ -405,10 +407,13 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     result_file = out / f"{part}.json"
-    if result_file.exists() and not args.overwrite:
+    if result_file.exists() and not args.overwrite and not args.stage0_only:
         raise SystemExit(f"{result_file} exists: pass --overwrite to replace it, or choose another --out")
     t0 = time.time()
     vq0, stage0 = build_stage0(args, out)
+    if args.stage0_only:
+        print(f"stage 0: {out / 'stage0' / 'model.safetensors'}")
+        return 0
     if part == "quality":
         data = run_arms(args, out, vq0, stage0)
     elif part == "ablation":

@@ -7,7 +7,7 @@ script has rewritten a section of BENCHMARKS.md; ``tests/test_benchmark_summary.
 README block is stale.
 
 The summary holds, for each measured section, its heading, its machine line, its first table
-as measured and its ``Result:`` line if it has one: speed (``decoder``, ``sampler``) and quality (``quality``). A section that
+as measured and its ``Result:`` line if it has one: speed (``decoder``, ``sampler``) and quality (``quality``, ``prior_quality``). A section that
 BENCHMARKS.md does not have is reported as not measured, never filled in.
 """
 
@@ -25,6 +25,7 @@ SECTIONS = (
     ("decoder", "speed", "python benchmarks/decoder.py"),
     ("sampler", "speed", "python benchmarks/sampler.py"),
     ("quality", "quality", "python benchmarks/quality.py"),
+    ("prior_quality", "quality", "python benchmarks/prior_quality.py"),
 )
 
 

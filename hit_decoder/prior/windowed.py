@@ -281,15 +281,16 @@ class WindowedPrior(nn.Module):
         C = self.head.weight.shape[1]
         hd = C // nh
         start = self.cond_emb(cond)  # (B, C)
-        # keys / values of every layer, head-major: slot = (row % rows) * W + column, then one slot
-        # that stays empty (context outside the grid, masked) and one with the conditioning token
+        # keys / values of every layer: slot = (row % rows) * W + column, then one slot that stays
+        # empty (context outside the grid, masked) and one with the conditioning token
         empty, cond_slot = rows * W, rows * W + 1
-        keys = torch.zeros((len(self.blocks), B, nh, rows * W + 2, hd), dtype=dtype, device=dev)
+        keys = torch.zeros((len(self.blocks), B, rows * W + 2, C), dtype=dtype, device=dev)
         values = torch.zeros_like(keys)
         stats.update(cache_rows=rows, rounds=len(rounds), cache_bytes=keys.nbytes + values.nbytes)
         for layer, block in enumerate(self.blocks):
-            k, v = block.kv(start, 0).chunk(2, dim=-1)  # (B, C) each
-            keys[layer, :, :, cond_slot], values[layer, :, :, cond_slot] = k.view(B, nh, hd), v.view(B, nh, hd)
+            keys[layer, :, cond_slot], values[layer, :, cond_slot] = block.kv(start, 0).chunk(2, dim=-1)
+        # per-head dot products as one matrix product: each query spread over a block-diagonal (nh, C)
+        diagonal = torch.eye(nh, dtype=dtype, device=dev)[:, :, None]  # (nh, nh, 1)
         dy = torch.tensor([o[0] for o in self.offsets] + [0], device=dev)
         dx = torch.tensor([o[1] for o in self.offsets] + [0], device=dev)
         is_cond = torch.arange(len(dy), device=dev) == len(dy) - 1
@@ -302,18 +303,18 @@ class WindowedPrior(nn.Module):
             ci, cj = pi[:, None] + dy, pj[:, None] + dx  # (P, K + 1): context positions, then the cond token
             inside = (ci >= 0) & (cj >= 0) & (cj < W)
             slot = torch.where(is_cond, cond_slot, torch.where(inside, (ci % rows) * W + cj, empty))  # (P, K + 1)
-            masked = ~(inside | is_cond)  # (P, K + 1)
+            masked = (~(inside | is_cond)).repeat(B, 1)[:, None]  # (B*P, 1, K + 1)
             flat = slot.reshape(-1)
             h = start[:, None].expand(B, P, C)  # (B, P, C)
             streams = []
             for layer, block in enumerate(self.blocks):
                 streams.append(h)
-                q = block.query(block.ln_q(h)).view(B, P, nh, 1, hd).transpose(1, 2)  # (B, nh, P, 1, hd)
-                k = keys[layer].index_select(2, flat).view(B, nh, P, -1, hd)  # (B, nh, P, K + 1, hd)
-                v = values[layer].index_select(2, flat).view(B, nh, P, -1, hd)
-                logits = (q @ k.transpose(-1, -2)).squeeze(-2) * scale  # (B, nh, P, K + 1)
-                logits = (logits + block.offset_bias.to(dtype)[:, None]).masked_fill(masked, -math.inf)
-                y = (logits.softmax(-1).unsqueeze(-2) @ v).squeeze(-2)  # (B, nh, P, hd)
+                q = (block.query(block.ln_q(h)).reshape(B * P, nh, 1, hd) * diagonal).reshape(B * P, nh, C)
+                k = keys[layer].index_select(1, flat).view(B * P, -1, C)  # (B*P, K + 1, C)
+                v = values[layer].index_select(1, flat).view(B * P, -1, C)
+                logits = torch.bmm(q, k.transpose(1, 2)) * scale  # (B*P, nh, K + 1)
+                logits = (logits + block.offset_bias.to(dtype)).masked_fill(masked, -math.inf)
+                y = torch.bmm(logits.softmax(-1), v).view(B * P, nh, nh, hd).diagonal(dim1=1, dim2=2)  # (B*P, hd, nh)
                 h = h + block.proj(y.transpose(1, 2).reshape(B, P, C))
                 h = h + block.feed_forward(h)
             logits = self.head(self.ln_f(h))  # (B, P, V)
@@ -322,9 +323,7 @@ class WindowedPrior(nn.Module):
             e = self.tok_emb(codes)  # (B, P, C)
             where = (pi % rows) * W + pj  # (P,)
             for layer, block in enumerate(self.blocks):
-                k, v = block.kv(streams[layer], e).chunk(2, dim=-1)  # (B, P, C) each
-                keys[layer][:, :, where] = k.reshape(B, P, nh, hd).transpose(1, 2)
-                values[layer][:, :, where] = v.reshape(B, P, nh, hd).transpose(1, 2)
+                keys[layer][:, where], values[layer][:, where] = block.kv(streams[layer], e).chunk(2, dim=-1)
             if progress is not None:
                 progress.update(P)
         return idx
