@@ -94,6 +94,8 @@ def main() -> int:
     ap.add_argument("--neighbourhood", type=int, nargs=2, default=[7, 7], metavar=("ROWS_ABOVE", "COLS_EACH_SIDE"))
     ap.add_argument("--resize", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: two threads stall whenever anything else shares the cores)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_prior_quality")
     ap.add_argument("--overwrite", action="store_true", help="replace earlier runs in --out")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update BENCHMARKS.md")
@@ -101,6 +103,7 @@ def main() -> int:
     if not Path(args.first_stage).is_file():
         raise SystemExit(f"{args.first_stage} does not exist: make the quality benchmark's stage 0 with "
                          "`python benchmarks/quality.py --stage0-only`, or pass --first-stage MODEL.safetensors")
+    torch.set_num_threads(args.threads)
     vq = adapters.load_vqmodel(args.first_stage).eval()
     d = args.dropout
     common = [f"seed={args.seed}", "first_stage.untrained=null", f"first_stage.model={args.first_stage}", "conditioning=unconditional",
@@ -153,7 +156,7 @@ def render(d: dict) -> str:
         f"stage 0 (512 codes); training grids: the embedded training photographs and their mirror images at shorter "
         f"side {a['resize']} px; both priors trained by `train_prior` on the same {a['crop']}x{a['crop']} code crops "
         f"in the same order: {a['layers']} layers, width {a['embd']}, {a['heads']} heads, dropout {a['dropout']}, "
-        f"batch {a['batch_size']}, {a['batches']} batches, AdamW lr {a['lr']}, seed {a['seed']}. Scored on the held-out "
+        f"batch {a['batch_size']}, {a['batches']} batches, AdamW lr {a['lr']}, seed {a['seed']}, {a.get('threads', '?')} thread(s). Scored on the held-out "
         f"photographs' whole code grids ({', '.join(f'{n} {g[0]}x{g[1]}' for n, g in d['grids'].items())}), every code "
         "predicted from the context its sampler gives it (GPT: taming's window placement; windowed: its neighbourhood).",
         "",

@@ -10,8 +10,8 @@ from . import add_config_arguments, print_config, setup_logging
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-prior",
-        help="train a transformer prior (taming Net2NetTransformer) on the code grids of a VQ model",
-        description="Train from a YAML config (a path, or a shipped name: demo, demo_class) with key=value "
+        help="train a transformer prior (taming Net2NetTransformer, or a windowed prior) on the code grids of a VQ model",
+        description="Train from a YAML config (a path, or a shipped name: demo, demo_class, windowed) with key=value "
         "overrides, e.g. `hit-decoder train-prior --config demo trainer.max_batches=100 out_dir=runs/p`. "
         "Writes out_dir/prior.safetensors (for `hit-decoder sample --prior`), checkpoints/last.ckpt, "
         "logs/ and result.json.",
