@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import pytest
 from PIL import Image
 
 from hit_decoder.cli import main
-from hit_decoder.demo import DemoPlan
-from hit_decoder.demo.run import claim_demo_outputs
+from hit_decoder.demo import BUDGETS, DemoPlan
+from hit_decoder.demo.phases import Job
+from hit_decoder.demo.run import _Worker, claim_demo_outputs
 from hit_decoder.demo.terminal import TerminalReporter
 
 NOISE = ("Tip:", "GPU available", "TPU available", "LOCAL_RANK", "Warning", "deprecated", "Trainer.fit", "LitLogger",
@@ -195,3 +197,14 @@ def test_bad_demo_options_are_one_line_errors(tmp_path, capsys):
     assert "must be at least 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="at least 2 prior windows"):
         DemoPlan(canvas_windows=(1, 4))
+
+
+def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
+    """The decoder-swap process fails (its run folder is a file): the main process gets its error."""
+    (tmp_path / "swap").mkdir()
+    (tmp_path / "swap" / "cnn").write_text("a file where the run folder goes")
+    worker = _Worker(Job(BUDGETS["tiny"], tmp_path, False, False, time.time(), "worker"), TerminalReporter(bars=False))
+    worker.start()
+    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
+        worker.result()
+    assert not worker.process.is_alive()

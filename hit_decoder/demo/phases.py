@@ -35,9 +35,15 @@ class Job:
     def __init__(self, plan: DemoPlan, out: Path, overwrite: bool, lpips: bool, t0: float, process: str = "main"):
         self.plan, self.out, self.overwrite, self.lpips, self.t0, self.process = plan, Path(out), overwrite, lpips, t0, process
 
-    def timing(self, key: str, title: str, start: float) -> dict[str, Any]:
-        return {"phase": key, "title": title, "process": self.process, "start_seconds": start - self.t0,
-                "seconds": time.time() - start}
+    def timing(self, key: str, title: str, start: tuple[float, float]) -> dict[str, Any]:
+        """A phase's wall seconds and this process's CPU seconds since ``start`` (from :func:`clock`)."""
+        return {"phase": key, "title": title, "process": self.process, "start_seconds": start[0] - self.t0,
+                "seconds": time.time() - start[0], "cpu_seconds": time.process_time() - start[1]}
+
+
+def clock() -> tuple[float, float]:
+    """(wall time, this process's CPU time): the start of a phase."""
+    return time.time(), time.process_time()
 
 
 def lpips_state() -> tuple[bool, str]:
@@ -95,7 +101,7 @@ def _train(job: Job, reporter: Reporter, key: str, title: str, extra: list[str] 
     from ..training import run_training
 
     overrides = training_overrides(job, key, extra)
-    start = time.time()
+    start = clock()
     reporter.start(key, title, _max_batches(key, overrides))
     result = run_training(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
     if "model" not in result.exports:
@@ -136,7 +142,7 @@ def run_prior_phase(job: Job, reporter: Reporter, stage1_model: str) -> dict[str
 
     key, title = "prior", "[sampling] prior"
     overrides = training_overrides(job, key, ["first_stage.untrained=null", f"first_stage.model={stage1_model}"])
-    start = time.time()
+    start = clock()
     reporter.start(key, title, _max_batches(key, overrides))
     result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
     timing = job.timing(key, title, start)
@@ -159,14 +165,14 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, prior_file: st
     prior = load_prior(prior_file, vq).eval()
     window = [int(v) for v in prior_info(prior_file)["window"]]
     shape = (plan.canvas_windows[0] * window[0], plan.canvas_windows[1] * window[1])
-    start = time.time()
+    start = clock()
     reporter.start("sample", f"[sampling] {shape[0]}x{shape[1]} codes")
     idx = sample_sliding_window(prior, shape, seed=plan.seed, top_k=plan.top_k, progress=bars)  # (1, h, w)
     sampling = job.timing("sample", "sliding-window sampling", start)
     reporter.finish("sample", f"[sampling] sampled {shape[0]}x{shape[1]} codes ({plan.canvas_windows[0]}x"
                     f"{plan.canvas_windows[1]} windows of {window[0]}x{window[1]}) with the sliding window",
                     sampling["seconds"])
-    start = time.time()
+    start = clock()
     reporter.start("decode", "[sampling] decoding")
     tile = min(window)
     t = time.perf_counter()

@@ -27,7 +27,7 @@ class DemoPlan:
     val_every: int | None = None  # None: the configs' trainer.val_every
     canvas_windows: tuple[int, int] = (2, 4)
     eval_side: int = 256
-    timing_repeats: int = 3
+    timing_repeats: int = 2
     top_k: int = 100
     workers: int = 2  # 2: the decoder-swap phases run in a second process, beside stage 1 and the prior
     small_validation: bool = False  # one validation crop per held-out photograph (reduced runs)

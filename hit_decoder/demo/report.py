@@ -295,8 +295,9 @@ yellow lines every {wh}x{ww} codes = {wh * f}x{ww * f} px: one prior window, and
 
 
 def _html(data: dict[str, Any], body: str) -> str:
-    times = [[_e(t["title"]), _e(t["process"]), f"{t['start_seconds']:.0f}", f"{t['seconds']:.1f}"] for t in data["times"]]
-    times.append(["<b>whole demo (wall clock)</b>", "", "0", f"<b>{data['total_seconds']:.1f}</b>"])
+    times = [[_e(t["title"]), _e(t["process"]), f"{t['start_seconds']:.0f}", f"{t['seconds']:.1f}", f"{t['cpu_seconds']:.1f}"]
+             for t in data["times"]]
+    times.append(["<b>whole demo (wall clock)</b>", "", "0", f"<b>{data['total_seconds']:.1f}</b>", ""])
     configs = "".join(f"<details><summary>{_e(k)}: shipped config <code>{_e(v['name'])}</code> + overrides "
                       f"<code>{_e(' '.join(v['overrides']))}</code></summary><pre>{_e(_yaml(v['merged']))}</pre></details>"
                       for k, v in data["configs"].items())
@@ -316,8 +317,9 @@ what the page is for.</p>
 {body}
 <h2>Time of every phase</h2>
 <p class="note">The decoder-swap phases run in a second process beside stage 1 and the prior when two processes are used
-("starts at" is seconds after the demo started).</p>
-{_table(["phase", "process", "starts at (s)", "seconds"], times)}
+("starts at" is seconds after the demo started). CPU seconds are the phase's process's; wall seconds well above
+them mean that something else shared the cores.</p>
+{_table(["phase", "process", "starts at (s)", "wall seconds", "CPU seconds"], times)}
 <h2>Run</h2>
 <p>Command: <code>{_e(data['command_line'])}</code></p>
 <h3>Merged configs</h3>{configs}

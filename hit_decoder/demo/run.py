@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .phases import (Job, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phase,
+from .phases import (Job, clock, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phase,
                      run_stage1_phase, run_swap_phases, sample_phase)
 from .plan import PHASE_DIRS, REPORT_FILES, DemoPlan
 from .terminal import QueueReporter, Reporter, TerminalReporter, quiet_third_party, replay
@@ -67,10 +67,11 @@ class _Worker:
 
     def _listen(self) -> None:
         while self.outcome is None:
+            alive = self.process.is_alive()  # before reading: what a finished process sent is in the pipe by now
             try:
-                event = self.events.get(timeout=0.5)
+                event = self.events.get(timeout=0.5 if alive else 5)
             except queue_module.Empty:
-                if not self.process.is_alive():
+                if not alive:
                     self.outcome = ("error", f"the decoder-swap process ended without a result (exit code {self.process.exitcode})")
                 continue
             if not replay(event, self.reporter):
@@ -137,7 +138,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             sample = sample_phase(job, reporter, stage1["exports"]["model"], prior["prior"], bars)
             swap = worker.result() if worker is not None else run_swap_phases(job, reporter)
 
-            start = time.time()
+            start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
             swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
                                       _train_side(swap["cnn"]))
