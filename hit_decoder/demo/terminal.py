@@ -56,7 +56,7 @@ def quiet_third_party() -> Iterator[None]:
 
 
 class Reporter:
-    """Where phases report: ``start`` (with the number of steps, 0 for none), ``advance`` (steps done
+    """Where phases report: ``start`` (with the number of batches, 0 for none), ``advance`` (batches done
     and a short status), ``finish`` (the phase's one-line result and its seconds)."""
 
     def start(self, key: str, title: str, total: int = 0) -> None:  # pragma: no cover - interface
@@ -82,9 +82,10 @@ class TerminalReporter(Reporter):
         from tqdm.auto import tqdm
 
         with self._lock:
-            if self.show_bars:  # tqdm gives each live bar its own line
-                self._bars[key] = tqdm(total=total or None, desc=title, leave=False, dynamic_ncols=True,
-                                       unit="batch" if total else "it", file=sys.stderr)
+            if self.show_bars and total:  # tqdm gives each live bar its own line; phases without a
+                # count of steps (sampling, decoding) show the library's own bars
+                self._bars[key] = tqdm(total=total, desc=title, leave=False, dynamic_ncols=True, unit="batch",
+                                       file=sys.stderr)
 
     def advance(self, key: str, done: int, status: str = "") -> None:
         with self._lock:
