@@ -43,9 +43,10 @@ from hit_decoder import HiTDecoder, HiTDecoderConfig
 from benchmarking import update_section
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.training import run_training
-from hit_decoder.images import fit_to_factor
 from hit_decoder.training.data import EMBEDDED_TRAIN, EMBEDDED_VAL, embedded_photographs
-from hit_decoder.training.metrics import psnr, seam_ratios, ssim, to_unit_range
+from hit_decoder.training.evaluate import held_out_images as library_held_out_images
+from hit_decoder.training.evaluate import interleaved_seconds, mean_scores, score_images
+from hit_decoder.training.metrics import seam_ratios, to_unit_range
 from hit_decoder.training.models import seeded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +148,7 @@ def with_decoder(vq0: torch.nn.Module, decoder: torch.nn.Module) -> torch.nn.Mod
 # ----------------------------------------------------------------------------- evaluation
 def held_out_images(names=EMBEDDED_VAL, side: int = 256) -> dict[str, torch.Tensor]:
     """The held-out photographs whole: shorter side ``side``, sides cut (centred) to multiples of 8."""
-    out = {}
-    for name, img in embedded_photographs(names):
-        out[name] = fit_to_factor(img, FACTOR, resize=side)[None]  # (1, 3, h, w) in [-1, 1]
-    return out
+    return library_held_out_images(FACTOR, side, names)
 
 
 @torch.no_grad()
@@ -159,12 +157,9 @@ def evaluate(vq: torch.nn.Module, images: dict[str, torch.Tensor] | None = None)
     per = {}
     for name, x in images.items():
         quant, _, _ = vq.encode(x)
-        xrec = vq.decode(quant).float()
-        a, r = to_unit_range(x), to_unit_range(xrec)
-        per[name] = {"size": f"{x.shape[-1]}x{x.shape[-2]}", "psnr": float(psnr(a, r)[0]), "ssim": float(ssim(a, r)[0]),
-                     **{f"seam{p}": float(v[0]) for p, v in seam_ratios(r, FACTOR).items()}}
-    keys = [k for k in next(iter(per.values())) if k != "size"]
-    return {"images": per, "mean": {k: statistics.fmean(p[k] for p in per.values()) for k in keys}}
+        scores = score_images(x, vq.decode(quant).float(), FACTOR)
+        per[name] = {"size": f"{x.shape[-1]}x{x.shape[-2]}", **{k.replace("seam_p", "seam"): v for k, v in scores.items()}}
+    return {"images": per, "mean": mean_scores(per)}
 
 
 def originals_seams(images: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -176,15 +171,7 @@ def originals_seams(images: dict[str, torch.Tensor]) -> dict[str, float]:
 def decode_seconds(decoders: dict[str, torch.nn.Module], repeats: int) -> dict[str, float]:
     """Median seconds per 256² decode (batch 1, a 32x32 latent), interleaved across decoders."""
     z = torch.randn(1, Z_CHANNELS, 256 // FACTOR, 256 // FACTOR, generator=torch.Generator().manual_seed(0))
-    times: dict[str, list[float]] = {k: [] for k in decoders}
-    for d in decoders.values():
-        d.eval()(z)  # warm-up
-    for _ in range(repeats):
-        for k, d in decoders.items():
-            t = time.perf_counter()
-            d(z)
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return interleaved_seconds({k: (lambda d=d: d.eval()(z)) for k, d in decoders.items()}, repeats)
 
 
 def cost(decoder: torch.nn.Module) -> dict:

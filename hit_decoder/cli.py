@@ -43,6 +43,7 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for reports
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,5 +1,5 @@
 """Dependencies point one way, checked on the source (AST, imports inside functions included):
-core <- adapters <- training / prior / reconstruct <- commands / CLI. Only ``hit_decoder.adapters``
+core <- adapters <- training / prior / reconstruct <- demo <- commands / CLI. Only ``hit_decoder.adapters``
 imports ``taming``; the core imports neither adapters, training, the prior nor taming."""
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ CORE = {"hit_decoder.config", "hit_decoder.layers", "hit_decoder.decoder", "hit_
         "hit_decoder.serialization", "hit_decoder.tiling", "hit_decoder.sampling", "hit_decoder.configfile",
         "hit_decoder.fileio", "hit_decoder.metadata", "hit_decoder.flops", "hit_decoder.images"}
 #: what the core must not import (nor anything below these names)
-NOT_FROM_CORE = ("hit_decoder.adapters", "hit_decoder.training", "hit_decoder.prior", "hit_decoder.commands",
+NOT_FROM_CORE = ("hit_decoder.adapters", "hit_decoder.training", "hit_decoder.prior", "hit_decoder.commands", "hit_decoder.demo",
                  "hit_decoder.cli", "hit_decoder.reconstruct", "hit_decoder.runs", "taming", "pytorch_lightning",
                  "lightning")
 #: what the adapters must not import
 NOT_FROM_ADAPTERS = ("hit_decoder.training", "hit_decoder.prior", "hit_decoder.commands", "hit_decoder.cli",
-                     "hit_decoder.reconstruct")
+                     "hit_decoder.reconstruct", "hit_decoder.demo")
 
 
 def _module_name(path: Path) -> str:
@@ -83,6 +83,12 @@ def test_adapters_do_not_import_training_prior_or_commands():
 def test_only_the_cli_imports_commands():
     wrong = {m: _hits(i, ("hit_decoder.commands",)) for m, i in _modules().items()
              if not (m == "hit_decoder.cli" or m.startswith("hit_decoder.commands"))}
+    assert not {m: h for m, h in wrong.items() if h}
+
+
+def test_only_the_commands_import_the_demo():
+    wrong = {m: _hits(i, ("hit_decoder.demo",)) for m, i in _modules().items()
+             if not (m.startswith("hit_decoder.commands") or m.startswith("hit_decoder.demo"))}
     assert not {m: h for m, h in wrong.items() if h}
 
 

@@ -261,3 +261,22 @@ def test_shipped_demo_config_trains_and_exports(tmp_path):
     assert len(rows) == 4
     val = [r for f in (out / "logs").glob("version_*/metrics.csv") for r in csv.DictReader(open(f)) if r.get("val/psnr")]
     assert len(val) == 2  # validation at batches 2 and 4
+
+
+def test_cnn_decoder_from_scratch_then_swap_from_its_taming_export(tmp_path):
+    """``model.decoder: cnn`` trains a plain taming VQGAN; its taming export is a valid source for
+    ``decoder_swap`` (the demo's decoder-swap path)."""
+    cnn = run_training(tiny_config(tmp_path / "cnn", model={"decoder": "cnn"}, trainer={"max_batches": 2}))
+    assert set(cnn.exports) == {"model", "taming_ckpt", "taming_yaml"}  # no HiT decoder file to write
+    vq = adapters.load_vqmodel(cnn.exports["model"])
+    assert type(vq).__name__ == "VQModel" and type(vq.decoder).__name__ == "Decoder"
+    swap = run_training(tiny_config(tmp_path / "swap", mode="decoder_swap", loss={"codebook_weight": 0.0},
+                                    model={"vqgan_config": cnn.exports["taming_yaml"],
+                                           "vqgan_ckpt": cnn.exports["taming_ckpt"]}, trainer={"max_batches": 2}))
+    hit = adapters.load_vqmodel(swap.exports["model"])
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(adapters.encode_indices(hit, x), adapters.encode_indices(vq, x))  # the same frozen codes
+    with pytest.raises(ValueError, match="needs mode=from_scratch"):
+        train_config_from_dict(tiny_config(tmp_path / "x", mode="decoder_swap", model={"decoder": "cnn"}))
+    with pytest.raises(ValueError, match="decoder_overrides"):
+        train_config_from_dict(tiny_config(tmp_path / "x", model={"decoder": "cnn", "decoder_overrides": {"depths": [1]}}))

@@ -8,7 +8,9 @@ string, so a config (or a file's metadata) cannot make us import arbitrary code.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,7 +133,8 @@ def build_vqmodel(config: dict[str, Any], *, with_loss: bool = False) -> VQModel
         params["lossconfig"] = dict(IDENTITY_LOSS)
     elif "lossconfig" not in params:
         raise ValueError("with_loss=True needs a lossconfig in the model params")
-    model = cls(**params)
+    with contextlib.redirect_stdout(io.StringIO()):  # taming's CNN decoder prints its set-up
+        model = cls(**params)
     if isinstance(model, GumbelVQ):
         model.temperature_scheduler_config = plain(params["temperature_scheduler_config"])
     return model

@@ -80,11 +80,13 @@ def model_with_ema(pl_module: Any) -> nn.Module:
 
 
 def export_model(vq: nn.Module, out_dir: str | os.PathLike) -> dict[str, str]:
-    """Library-format files (decoder, whole VQ model) and a taming checkpoint + YAML."""
+    """Library-format files (the decoder, if it is a HiT decoder; the whole VQ model) and a taming
+    checkpoint + YAML."""
     from .. import adapters
+    from ..decoder import HiTDecoder
 
     out = Path(out_dir)
-    paths = {"decoder": str(save_decoder(vq.decoder, out / "decoder.safetensors"))}
+    paths = {"decoder": str(save_decoder(vq.decoder, out / "decoder.safetensors"))} if isinstance(vq.decoder, HiTDecoder) else {}
     paths["model"] = str(adapters.save_vqmodel(vq, out / "model.safetensors"))
     ckpt, yaml = out / "taming" / "model.ckpt", out / "taming" / "model.yaml"
     adapters.export_taming(vq, ckpt, yaml)

@@ -29,9 +29,12 @@ __all__ = [
     "shipped_train_configs",
     "validate",
     "MODES",
+    "CNN_DECODER",
 ]
 
 MODES = ("from_scratch", "decoder_swap")
+#: ``model.decoder`` value that builds taming's CNN decoder (``from_scratch`` only)
+CNN_DECODER = "cnn"
 
 
 @dataclass
@@ -58,7 +61,9 @@ class ModelConfig:
     embed_dim: int = 256
     beta: float = 0.25  # commitment weight of the VQ loss
     # preset name ("hit-8m-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
-    # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below
+    # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below.
+    # from_scratch only: "cnn" trains a plain taming VQGAN (its CNN decoder mirrors the encoder),
+    # a baseline, or a VQGAN whose decoder is swapped later
     decoder: Any = "hit-8m-f16"
     decoder_overrides: dict[str, Any] = field(default_factory=dict)
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
@@ -227,6 +232,11 @@ def validate(cfg: TrainConfig) -> None:
         _check(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
     _check(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
            f"trainer.precision must be '32-true' or 'bf16-mixed' (or '16-mixed'), got {t.precision!r}")
+    if cfg.model.decoder == CNN_DECODER:
+        _check(cfg.mode == "from_scratch", f"model.decoder={CNN_DECODER!r} needs mode=from_scratch (decoder_swap "
+               "trains a new HiT decoder on a frozen VQGAN)")
+        _check(not cfg.model.decoder_overrides, f"model.decoder_overrides apply to HiT decoders, not to "
+               f"model.decoder={CNN_DECODER!r} (its CNN decoder mirrors model.encoder)")
     enc = cfg.model.encoder
     _check(all(enc.ch * m % 32 == 0 for m in enc.ch_mult),
            f"model.encoder.ch ({enc.ch}) times every ch_mult entry ({list(enc.ch_mult)}) must be a multiple of 32 "

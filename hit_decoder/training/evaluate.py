@@ -1,17 +1,22 @@
-"""Evaluating reconstructions: a loop over image batches, and PNG grids for eyes."""
+"""Evaluating reconstructions: a loop over image batches, whole held-out photographs scored one by
+one (PSNR, SSIM, seam ratios), interleaved timing, and PNG grids for eyes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import statistics
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 
-from ..images import tensor_to_pil
-from .metrics import psnr, ssim, to_unit_range
+from ..images import fit_to_factor, tensor_to_pil
+from .data import EMBEDDED_VAL, embedded_photographs
+from .metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
-__all__ = ["evaluate_reconstructions", "image_grid"]
+__all__ = ["evaluate_reconstructions", "image_grid", "held_out_images", "score_images", "mean_scores",
+           "interleaved_seconds"]
 
 
 @torch.no_grad()
@@ -59,3 +64,38 @@ def image_grid(rows: list[torch.Tensor], pad: int = 2) -> Image.Image:
         for c in range(b):
             grid.paste(tensor_to_pil(batch[c]), (pad + c * (w + pad), pad + r * (h + pad)))
     return grid
+
+
+def held_out_images(factor: int, side: int = 256, names: Sequence[str] = EMBEDDED_VAL) -> dict[str, torch.Tensor]:
+    """The held-out embedded photographs WHOLE: shorter side ``side``, sides cut (centred) to
+    multiples of ``factor``; ``{name: (1, 3, h, w) in [-1, 1]}``."""
+    return {name: fit_to_factor(img, factor, resize=side)[None] for name, img in embedded_photographs(names)}
+
+
+def score_images(x: torch.Tensor, xrec: torch.Tensor, factor: int) -> dict[str, float]:
+    """PSNR, SSIM and the seam ratio at periods 2, 4, ..., ``factor`` (``seam_p{p}``) of one
+    reconstruction: ``(1, 3, h, w)`` tensors in [-1, 1]."""
+    a, r = to_unit_range(x), to_unit_range(xrec)
+    return {"psnr": float(psnr(a, r)[0]), "ssim": float(ssim(a, r)[0]),
+            **{f"seam_p{p}": float(seam_ratio(r, p)[0]) for p in seam_periods(factor)}}
+
+
+def mean_scores(per_image: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean of every numeric score over images (equal weight per image)."""
+    rows = list(per_image.values())
+    keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))]
+    return {k: statistics.fmean(float(r[k]) for r in rows) for k in keys}
+
+
+def interleaved_seconds(tasks: Mapping[str, Callable[[], Any]], repeats: int = 3) -> dict[str, float]:
+    """Median wall seconds of each task, run once to warm up and then ``repeats`` times, the tasks
+    interleaved (so that a change in machine load hits all of them alike)."""
+    for task in tasks.values():
+        task()
+    times: dict[str, list[float]] = {k: [] for k in tasks}
+    for _ in range(max(1, repeats)):
+        for k, task in tasks.items():
+            t = time.perf_counter()
+            task()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}

@@ -66,6 +66,7 @@ def frozen_parts(vq: nn.Module) -> list[nn.Module]:
 
 def _build_from_scratch(cfg: Any) -> BuiltModels:
     from .. import adapters
+    from .config import CNN_DECODER
 
     enc = cfg.model.encoder
     ddconfig = {
@@ -74,6 +75,12 @@ def _build_from_scratch(cfg: Any) -> BuiltModels:
         "num_res_blocks": enc.num_res_blocks, "attn_resolutions": list(enc.attn_resolutions), "dropout": enc.dropout,
     }
     factor = adapters.downsample_factor(ddconfig)
+    if cfg.model.decoder == CNN_DECODER:  # a plain taming VQGAN
+        vq = adapters.build_vqmodel(adapters.resolve_model_config({"target": "taming.models.vqgan.VQModel", "params": {
+            "ddconfig": ddconfig, "n_embed": cfg.model.n_embed, "embed_dim": cfg.model.embed_dim}}))
+        desc = (f"from_scratch: taming VQGAN, encoder and CNN decoder (ch {enc.ch}, ch_mult {list(enc.ch_mult)}, "
+                f"f{factor}), codebook {cfg.model.n_embed} x {cfg.model.embed_dim}")
+        return BuiltModels(vq=vq, teacher=None, decoder_config=None, description=desc)
     dec_cfg = decoder_config_for(cfg.model, enc.z_channels, factor, enc.out_ch)
     vq = adapters.HiTVQModel(
         ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, n_embed=cfg.model.n_embed,

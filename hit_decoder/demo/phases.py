@@ -1,0 +1,295 @@
+"""The demo's phases, each a call of the library's public API with a shipped config:
+
+* decoder swap — ``run_training("demo_cnn")`` trains a small taming VQGAN (CNN decoder); its
+  taming export (``.ckpt`` + YAML) is the source of ``run_training("demo_swap")``, which replaces
+  the CNN decoder with a HiT decoder trained on the frozen encoder and codebook;
+* stage 1 — ``run_training("demo")``: encoder, codebook and HiT decoder from scratch;
+* high-resolution sampling — ``train_prior("demo")`` on the stage-1 model's code grids, then
+  ``sample_sliding_window`` on a canvas of several prior windows per side and ``decode_codes``
+  tile by tile and whole;
+
+and the measurements on the held-out photographs (whole), which run in the main process after
+training, so that decode times are taken with nothing else of the demo running.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .plan import PHASE_CONFIGS, DemoPlan
+from .terminal import BatchProgress, Reporter
+
+__all__ = ["Job", "lpips_state", "run_swap_phases", "run_stage1_phase", "run_prior_phase", "sample_phase",
+           "evaluate_swap", "evaluate_stage1", "read_metrics", "phase_config"]
+
+
+class Job:
+    """What a phase needs (picklable, for the worker process): the plan, --out, --overwrite,
+    whether LPIPS runs, and the demo's start time (phase times are offsets from it)."""
+
+    def __init__(self, plan: DemoPlan, out: Path, overwrite: bool, lpips: bool, t0: float, process: str = "main"):
+        self.plan, self.out, self.overwrite, self.lpips, self.t0, self.process = plan, Path(out), overwrite, lpips, t0, process
+
+    def timing(self, key: str, title: str, start: tuple[float, float]) -> dict[str, Any]:
+        """A phase's wall seconds and this process's CPU seconds since ``start`` (from :func:`clock`)."""
+        return {"phase": key, "title": title, "process": self.process, "start_seconds": start[0] - self.t0,
+                "seconds": time.time() - start[0], "cpu_seconds": time.process_time() - start[1]}
+
+
+def clock() -> tuple[float, float]:
+    """(wall time, this process's CPU time): the start of a phase."""
+    return time.time(), time.process_time()
+
+
+def lpips_state() -> tuple[bool, str]:
+    """Whether LPIPS can run (its VGG16 weights are on this machine), and a sentence saying so."""
+    from ..training.perceptual import VGG16_FILENAME, LPIPSWeightsMissing, default_vgg16_path, find_vgg16_weights
+
+    try:
+        return True, f"LPIPS on (VGG16 weights {find_vgg16_weights()})"
+    except LPIPSWeightsMissing:
+        return False, (f"LPIPS off: the VGG16 weights ({VGG16_FILENAME}) are not in the torch hub cache "
+                       f"({default_vgg16_path().parent}); nothing is downloaded")
+
+
+def training_overrides(job: Job, key: str, extra: list[str] | None = None) -> list[str]:
+    """``key=value`` overrides of a phase's shipped config: where, how long, seed, LPIPS."""
+    plan = job.plan
+    out = [f"out_dir={plan.run_dir(job.out, key)}", f"seed={plan.seed}", "trainer.progress_bar=false"]
+    if plan.batches.get(key) is not None:
+        out.append(f"trainer.max_batches={plan.batches[key]}")
+    if job.overwrite:
+        out.append("overwrite=true")
+    if key != "prior":
+        out.append("trainer.tensorboard=false")
+        if plan.val_every is not None:
+            out += [f"trainer.val_every={plan.val_every}", f"trainer.log_every={max(1, plan.val_every // 2)}"]
+        if plan.small_validation:
+            out.append("data.val_crops_per_image=1")
+        if job.lpips:
+            out.append("loss.perceptual_weight=1.0")
+    elif plan.val_every is not None:
+        out.append(f"trainer.log_every={max(1, plan.val_every // 2)}")
+    return out + list(extra or [])
+
+
+def phase_config(key: str, overrides: list[str]) -> dict[str, Any]:
+    """The merged config of a phase (shipped config + overrides) as plain data."""
+    from omegaconf import OmegaConf
+
+    if key == "prior":
+        from ..prior import load_prior_config
+
+        cfg = load_prior_config(PHASE_CONFIGS[key], overrides)
+    else:
+        from ..training.config import load_train_config
+
+        cfg = load_train_config(PHASE_CONFIGS[key], overrides, check=False)
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def _max_batches(key: str, overrides: list[str]) -> int:
+    return int(phase_config(key, overrides)["trainer"]["max_batches"])
+
+
+def _train(job: Job, reporter: Reporter, key: str, title: str, extra: list[str] | None = None) -> dict[str, Any]:
+    from ..training import run_training
+
+    overrides = training_overrides(job, key, extra)
+    start = clock()
+    reporter.start(key, title, _max_batches(key, overrides))
+    result = run_training(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
+    if "model" not in result.exports:
+        raise RuntimeError(f"the {key} phase wrote no model export (exports: {result.exports})")
+    return {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "exports": result.exports,
+            "val": result.metrics,
+            "batches": result.batches_done, "out_dir": str(result.out_dir), "timing": job.timing(key, title, start)}
+
+
+def _val_line(run: dict[str, Any]) -> str:
+    v = run["val"]
+    return f"{run['batches']} batches, validation crops PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}"
+
+
+def run_swap_phases(job: Job, reporter: Reporter) -> dict[str, Any]:
+    """Part 1: train the CNN VQGAN, then swap its decoder for a HiT decoder trained on its frozen codes."""
+    cnn = _train(job, reporter, "cnn", "[swap] CNN VQGAN")
+    reporter.finish("cnn", f"[swap] taming VQGAN with its CNN decoder trained from scratch: {_val_line(cnn)}",
+                    cnn["timing"]["seconds"])
+    source = [f"model.vqgan_config={cnn['exports']['taming_yaml']}", f"model.vqgan_ckpt={cnn['exports']['taming_ckpt']}"]
+    hit = _train(job, reporter, "swap", "[swap] HiT decoder on frozen codes", source)
+    reporter.finish("swap", f"[swap] its decoder swapped for a HiT decoder, trained on the frozen encoder + codebook: "
+                    f"{_val_line(hit)}", hit["timing"]["seconds"])
+    return {"cnn": cnn, "swap": hit}
+
+
+def run_stage1_phase(job: Job, reporter: Reporter) -> dict[str, Any]:
+    """Part 2: a VQGAN with a HiT decoder trained from scratch (L1 + codebook + GAN, + LPIPS if on)."""
+    run = _train(job, reporter, "stage1", "[stage 1] HiT VQGAN")
+    reporter.finish("stage1", f"[stage 1] VQGAN with a HiT decoder trained from scratch: {_val_line(run)}",
+                    run["timing"]["seconds"])
+    return run
+
+
+def run_prior_phase(job: Job, reporter: Reporter, stage1_model: str) -> dict[str, Any]:
+    """Part 3a: a transformer prior on the stage-1 model's code grids (shipped prior config)."""
+    from ..prior import train_prior
+
+    key, title = "prior", "[sampling] prior"
+    overrides = training_overrides(job, key, ["first_stage.untrained=null", f"first_stage.model={stage1_model}"])
+    start = clock()
+    reporter.start(key, title, _max_batches(key, overrides))
+    result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
+    timing = job.timing(key, title, start)
+    reporter.finish(key, f"[sampling] prior trained on the stage-1 code grids: {result.batches_done} batches, "
+                    f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}", timing["seconds"])
+    return {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "prior": str(result.prior), "batches": result.batches_done,
+            "losses": [result.losses[0], result.losses[-1]], "out_dir": str(result.out_dir), "timing": timing}
+
+
+@torch.no_grad()
+def sample_phase(job: Job, reporter: Reporter, stage1_model: str, prior_file: str, bars: bool) -> dict[str, Any]:
+    """Part 3b: sample a canvas of ``plan.canvas_windows`` prior windows per side with the sliding
+    window, decode it tile by tile (one tile per window) and whole, and compare the two."""
+    from .. import adapters
+    from ..prior import load_prior, prior_info
+    from ..sampling import sample_sliding_window
+
+    plan = job.plan
+    vq = adapters.load_vqmodel(stage1_model).eval()
+    prior = load_prior(prior_file, vq).eval()
+    window = [int(v) for v in prior_info(prior_file)["window"]]
+    shape = (plan.canvas_windows[0] * window[0], plan.canvas_windows[1] * window[1])
+    start = clock()
+    reporter.start("sample", f"[sampling] {shape[0]}x{shape[1]} codes")
+    idx = sample_sliding_window(prior, shape, seed=plan.seed, top_k=plan.top_k, progress=bars)  # (1, h, w)
+    sampling = job.timing("sample", "sliding-window sampling", start)
+    reporter.finish("sample", f"[sampling] sampled {shape[0]}x{shape[1]} codes ({plan.canvas_windows[0]}x"
+                    f"{plan.canvas_windows[1]} windows of {window[0]}x{window[1]}) with the sliding window",
+                    sampling["seconds"])
+    start = clock()
+    reporter.start("decode", "[sampling] decoding")
+    tile = min(window)
+    t = time.perf_counter()
+    tiled = adapters.decode_codes(vq, idx, tile=tile, progress=bars)  # (1, 3, H, W) in [-1, 1]
+    tiled_seconds = time.perf_counter() - t
+    t = time.perf_counter()
+    whole = adapters.decode_codes(vq, idx)
+    whole_seconds = time.perf_counter() - t
+    decoding = job.timing("decode", "decoding (tiled + whole)", start)
+    diff = (tiled - whole).abs()
+    max_diff = float(diff.max())
+    reporter.finish("decode", f"[sampling] decoded to {tiled.shape[-2]}x{tiled.shape[-1]} px in {tile}x{tile}-code tiles: "
+                    f"max |tiled - whole| = {max_diff:.2e}", decoding["seconds"])
+    used = idx.unique().numel()
+    return {"codes": idx[0], "tiled": tiled, "whole": whole, "window": window, "canvas_codes": list(shape),
+            "tile_codes": tile, "factor": adapters.downsample_factor(vq), "max_abs_diff": max_diff,
+            "mean_abs_diff": float(diff.mean()), "codes_used": int(used),
+            "codebook_size": adapters.codebook_size(vq.quantize),
+            "decode_seconds": {"tiled": tiled_seconds, "whole": whole_seconds}, "timings": [sampling, decoding]}
+
+
+# ----------------------------------------------------------------------------- measurements
+def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str, Any]:
+    from .. import adapters
+    from ..training.metrics import codebook_perplexity
+
+    n = adapters.codebook_size(vq.quantize)
+    idx = torch.cat([adapters.encode_indices(vq, x).flatten() for x in images])
+    counts = torch.bincount(idx, minlength=n)
+    return {"codebook_size": n, "codes": int(idx.numel()), "used": int((counts > 0).sum()),
+            "used_fraction": float((counts > 0).float().mean()), "perplexity": float(codebook_perplexity(idx, n)),
+            "counts": counts.tolist()}
+
+
+def _training_photographs(factor: int, side: int) -> list[torch.Tensor]:
+    from ..training.data import EMBEDDED_TRAIN
+    from ..training.evaluate import held_out_images
+
+    return list(held_out_images(factor, side, EMBEDDED_TRAIN).values())
+
+
+@torch.no_grad()
+def _reconstruct(vq: torch.nn.Module, images: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Codes and reconstructions of every image: ``{name: (1, h, w) codes}``, ``{name: image}``."""
+    from .. import adapters
+
+    codes = {name: adapters.encode_indices(vq, x) for name, x in images.items()}
+    return codes, {name: adapters.decode_indices(vq, c).float() for name, c in codes.items()}
+
+
+def _decoder_cost(vq: torch.nn.Module, latent: tuple[int, int]) -> dict[str, float]:
+    from ..flops import count_flops, count_parameters
+
+    z = int(vq.post_quant_conv.out_channels)
+    return {"params": count_parameters(vq.decoder), "gflops": count_flops(vq.decoder, (1, z, *latent)) / 1e9}
+
+
+@torch.no_grad()
+def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: int) -> dict[str, Any]:
+    """The CNN and the HiT decoder on the SAME codes of the held-out photographs (whole): scores,
+    reconstructions, cost, and decode times measured interleaved in this process."""
+    from .. import adapters
+    from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores, score_images
+    from ..training.metrics import seam_periods, seam_ratio, to_unit_range
+
+    models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
+    factor = adapters.downsample_factor(models["cnn"])
+    images = held_out_images(factor, plan.eval_side)
+    codes, _ = _reconstruct(models["cnn"], images)
+    hit_codes = {name: adapters.encode_indices(models["hit"], x) for name, x in images.items()}
+    identical = all(torch.equal(codes[n], hit_codes[n]) for n in images)
+    if not identical:
+        raise RuntimeError("the swapped model encodes the held-out photographs to other codes than the CNN VQGAN: "
+                           "its encoder or codebook was not frozen")
+    recon = {k: {n: adapters.decode_indices(vq, c).float() for n, c in codes.items()} for k, vq in models.items()}
+    decoders = {}
+    for k, vq in models.items():
+        per = {n: {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, recon[k][n], factor)}
+               for n, x in images.items()}
+        decoders[k] = {"images": per, "mean": mean_scores(per), **_decoder_cost(vq, (256 // factor, 256 // factor))}
+    seconds = interleaved_seconds({k: (lambda vq=vq: [adapters.decode_indices(vq, c) for c in codes.values()])
+                                   for k, vq in models.items()}, plan.timing_repeats)
+    for k, s in seconds.items():
+        decoders[k]["decode_seconds"] = s
+    originals = {f"seam_p{p}": sum(float(seam_ratio(to_unit_range(x), p)[0]) for x in images.values()) / len(images)
+                 for p in seam_periods(factor)}
+    usage = _codebook_usage(models["cnn"], _training_photographs(factor, train_side))
+    return {"factor": factor, "decoders": decoders, "originals": originals, "codes_identical": identical,
+            "codebook": usage, "images": images, "recon": recon, "eval_side": plan.eval_side}
+
+
+@torch.no_grad()
+def evaluate_stage1(plan: DemoPlan, model: str, train_side: int) -> dict[str, Any]:
+    """The stage-1 VQGAN (HiT decoder) on the held-out photographs, whole, and its codebook usage."""
+    from .. import adapters
+    from ..training.evaluate import held_out_images, mean_scores, score_images
+
+    vq = adapters.load_vqmodel(model).eval()
+    factor = adapters.downsample_factor(vq)
+    images = held_out_images(factor, plan.eval_side)
+    _, recon = _reconstruct(vq, images)
+    per = {n: {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, recon[n], factor)} for n, x in images.items()}
+    return {"factor": factor, "images_scores": per, "mean": mean_scores(per), "recon": recon,
+            "codebook": _codebook_usage(vq, _training_photographs(factor, train_side)),
+            **_decoder_cost(vq, (256 // factor, 256 // factor))}
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's newest CSV log (``logs/version_*/metrics.csv``), numbers only, with the
+    training batch of each row in ``batch`` (Lightning logs 0-based steps)."""
+    logs = sorted(Path(run_dir).glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
+    if not logs:
+        return []
+    rows = []
+    with open(logs[-1], newline="") as fh:
+        for row in csv.DictReader(fh):
+            vals = {k: float(v) for k, v in row.items() if v not in ("", None)}
+            vals["batch"] = vals.get("train/batch", vals.get("step", 0.0) + 1)
+            rows.append(vals)
+    return rows

@@ -1,0 +1,168 @@
+"""Running the demo: claim the output folder, run the phases (the decoder-swap phases in a second
+process beside stage 1 and the prior when ``plan.workers == 2``), measure, and write the report."""
+
+from __future__ import annotations
+
+import multiprocessing
+import platform
+import queue as queue_module
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .phases import (Job, clock, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phase,
+                     run_stage1_phase, run_swap_phases, sample_phase)
+from .plan import PHASE_DIRS, REPORT_FILES, DemoPlan
+from .terminal import QueueReporter, Reporter, TerminalReporter, quiet_third_party, replay
+
+__all__ = ["run_demo", "claim_demo_outputs"]
+
+
+def claim_demo_outputs(out: Path, overwrite: bool) -> None:
+    """Before anything runs: --out must not hold an earlier demo (report or any phase's run)
+    unless ``overwrite``; then the earlier report files go now, and each phase replaces its run."""
+    from ..fileio import claim_outputs, output_folder
+    from ..prior import PRIOR_OUTPUTS
+    from ..training.run import RUN_OUTPUTS
+
+    how = "pass --overwrite to replace that demo, or choose another --out"
+    output_folder(out, "--out")
+    if not overwrite:
+        for key, sub in PHASE_DIRS.items():
+            claim_outputs(out / sub, PRIOR_OUTPUTS if key == "prior" else RUN_OUTPUTS, overwrite=False,
+                          what="--out", how=how)
+    claim_outputs(out, REPORT_FILES, overwrite=overwrite, what="--out", how=how)
+
+
+def _swap_worker(events: Any, job: Job) -> None:
+    """The second process: the decoder-swap phases, reported through ``events``."""
+    try:
+        with quiet_third_party():
+            torch.set_num_threads(1)
+            events.put(("result", run_swap_phases(job, QueueReporter(events))))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
+        events.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    """The decoder-swap phases in a spawned process; its phase events are replayed on this
+    terminal by a listener thread, its result (or error) is kept for :meth:`result`."""
+
+    def __init__(self, job: Job, reporter: Reporter) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.events = ctx.Queue()
+        self.process = ctx.Process(target=_swap_worker, args=(self.events, job), daemon=True, name="hit-decoder-demo-swap")
+        self.reporter = reporter
+        self.outcome: tuple[str, Any] | None = None
+        self.listener = threading.Thread(target=self._listen, daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+        self.listener.start()
+
+    def _listen(self) -> None:
+        while self.outcome is None:
+            alive = self.process.is_alive()  # before reading: what a finished process sent is in the pipe by now
+            try:
+                event = self.events.get(timeout=0.5 if alive else 5)
+            except queue_module.Empty:
+                if not alive:
+                    self.outcome = ("error", f"the decoder-swap process ended without a result (exit code {self.process.exitcode})")
+                continue
+            if not replay(event, self.reporter):
+                self.outcome = (event[0], event[1])
+
+    def result(self) -> dict[str, Any]:
+        self.listener.join()
+        self.process.join(timeout=30)
+        kind, value = self.outcome or ("error", "no result")
+        if kind != "result":
+            raise RuntimeError(f"decoder-swap phases failed: {value}")
+        return value
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(timeout=10)
+
+
+def _train_side(run: dict[str, Any]) -> int:
+    """The shorter side the phase's training photographs were resized to (its codebook usage is
+    measured on the training photographs at that size)."""
+    data = run["config"]["data"]
+    return int(data["resize"] or data["size"])
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    from .. import __version__
+
+    out = {"hit-decoder": __version__, "python": platform.python_version(), "torch": torch.__version__}
+    for dist in ("pytorch-lightning", "taming-transformers-rom1504", "numpy", "matplotlib", "lpips"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: bool | None = None,
+             command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the demo into ``out`` and write ``out/report.html`` and ``out/report.json``; returns the
+    report's data. ``bars``: progress bars (default: when stderr is a terminal)."""
+    from .report import write_report
+
+    out = Path(out)
+    claim_demo_outputs(out, overwrite)
+    bars = sys.stderr.isatty() if bars is None else bars
+    reporter = TerminalReporter(bars=bars)
+    threads = torch.get_num_threads()
+    t0 = time.time()
+    lpips, lpips_line = lpips_state()
+    print(f"hit-decoder demo -> {out} (seed {plan.seed}; {lpips_line})", flush=True)
+    job = Job(plan, out, overwrite, lpips, t0)
+    worker = _Worker(Job(plan, out, overwrite, lpips, t0, process="worker"), reporter) if plan.workers == 2 else None
+    try:
+        with quiet_third_party():
+            torch.set_num_threads(1)  # tiny models: one thread per process is fastest and reproducible
+            if worker is not None:
+                worker.start()
+            stage1 = run_stage1_phase(job, reporter)
+            prior = run_prior_phase(job, reporter, stage1["exports"]["model"])
+            sample = sample_phase(job, reporter, stage1["exports"]["model"], prior["prior"], bars)
+            swap = worker.result() if worker is not None else run_swap_phases(job, reporter)
+
+            start = clock()
+            reporter.start("evaluate", "measuring the decoders on the held-out photographs")
+            swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
+                                      _train_side(swap["cnn"]))
+            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_side(stage1))
+            evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
+            d = swap_eval["decoders"]
+            reporter.finish("evaluate", "held-out photographs (whole), same codes: "
+                            f"CNN decoder PSNR {d['cnn']['mean']['psnr']:.2f} dB, SSIM {d['cnn']['mean']['ssim']:.3f}; "
+                            f"HiT decoder PSNR {d['hit']['mean']['psnr']:.2f} dB, SSIM {d['hit']['mean']['ssim']:.3f}; "
+                            f"stage-1 VQGAN PSNR {stage1_eval['mean']['psnr']:.2f} dB", evaluation["seconds"])
+    except BaseException:
+        if worker is not None:
+            worker.stop()
+        raise
+    finally:
+        torch.set_num_threads(threads)
+    timings = [swap["cnn"]["timing"], swap["swap"]["timing"], stage1["timing"], prior["timing"], *sample["timings"],
+               evaluation]
+    context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
+               "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,
+               "machine": {"system": platform.platform(), "processor": platform.processor() or platform.machine(),
+                           "cpu_count": multiprocessing.cpu_count(), "torch_threads_per_process": 1,
+                           "processes": plan.workers}}
+    report = write_report(out, context, swap=swap, swap_eval=swap_eval, stage1=stage1, stage1_eval=stage1_eval,
+                          prior=prior, sample=sample, timings=timings)
+    print(f"report: {out / 'report.html'} (total {report['total_seconds']:.0f} s)", flush=True)
+    return report

@@ -1,0 +1,210 @@
+"""`hit-decoder demo` through its real code path with tiny budgets (``--budget tiny``): every
+artefact, the report page (parsed; every image embedded or present), finite metrics, a clean
+terminal, the same numbers from two runs with one seed (one with two processes, one with one),
+and nothing replaced without --overwrite."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hit_decoder.cli import main
+from hit_decoder.demo import BUDGETS, DemoPlan
+from hit_decoder.demo.phases import Job
+from hit_decoder.demo.run import _Worker, claim_demo_outputs
+from hit_decoder.demo.terminal import TerminalReporter
+
+NOISE = ("Tip:", "GPU available", "TPU available", "LOCAL_RANK", "Warning", "deprecated", "Trainer.fit", "LitLogger",
+         "Working with z")
+#: numbers that measure the machine, not the models
+TIMING_KEYS = {"times", "total_seconds", "decode_seconds", "sampling_seconds", "date", "summary"}  # summary: prose with times
+RUN_KEYS = {"command", "command_line", "machine", "workers"}
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a.get("src") or "")
+        if tag in ("script", "link", "iframe") or (tag in ("a", "link") and str(a.get("href", "")).startswith("http")):
+            self.external.append(f"<{tag} {a}>")
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _demo(out: Path, *extra: str) -> int:
+    return main(["demo", "--out", str(out), "--budget", "tiny", "--no-progress", *extra])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two tiny demos with one seed: two processes (the default, in this process) and one (as a
+    command in a subprocess, whose terminal output is kept)."""
+    root = tmp_path_factory.mktemp("demo")
+    a, b = root / "a", root / "b"
+    assert _demo(a, "--seed", "3") == 0
+    res = subprocess.run([sys.executable, "-m", "hit_decoder.cli", "demo", "--out", str(b), "--budget", "tiny",
+                          "--seed", "3", "--workers", "1"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return a, b, res.stdout + res.stderr
+
+
+def _finite_numbers(d, where=""):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _finite_numbers(v, f"{where}.{k}")
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            yield from _finite_numbers(v, f"{where}[{i}]")
+    elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        yield where, d
+
+
+def _comparable(d, out: Path):
+    """The report without timings and run details, with the output folder written as OUT."""
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in TIMING_KEYS | RUN_KEYS}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+    return json.loads(json.dumps(strip(d)).replace(str(out), "OUT"))
+
+
+def test_tiny_demo_writes_every_artefact(runs):
+    out = runs[0]
+    report = json.loads((out / "report.json").read_text())
+    pngs = sorted((out / "images").glob("*.png"))
+    names = {p.stem for p in pngs}
+    for photo in ("chelsea", "coffee"):
+        assert {f"{photo}_original", f"{photo}_cnn", f"{photo}_hit", f"{photo}_stage1"} <= names
+    assert {"sample", "sample_grid", "sample_diff"} <= names
+    for p in pngs:
+        with Image.open(p) as img:
+            img.load()
+    codes = np.load(out / "images" / "sample_codes.npy")
+    s = report["sampling"]
+    assert list(codes.shape) == s["canvas_codes"]
+    assert all(c >= 2 * w for c, w in zip(s["canvas_codes"], s["window"]))  # at least two windows per side
+    assert s["pixels"] == [c * s["factor"] for c in s["canvas_codes"]]
+    with Image.open(out / "images" / "sample.png") as img:
+        assert [img.height, img.width] == s["pixels"]
+    for sub in ("swap/cnn", "swap/hit", "stage1", "prior"):
+        assert list((out / sub).glob("logs/version_*/metrics.csv")), sub
+    assert (out / "swap/cnn/export/taming/model.ckpt").is_file() and (out / "stage1/export/model.safetensors").is_file()
+
+
+def test_report_numbers_are_finite_and_say_what_ran(runs):
+    report = json.loads((runs[0] / "report.json").read_text())
+    bad = [(w, v) for w, v in _finite_numbers(report) if not math.isfinite(v)]
+    assert not bad
+    d = report["swap"]["decoders"]
+    for k in ("cnn", "hit"):
+        assert set(d[k]["mean"]) == {"psnr", "ssim", "seam_p2", "seam_p4"}
+        assert d[k]["decode_seconds"] > 0 and d[k]["gflops"] > 0
+        assert set(d[k]["images"]) == {"chelsea", "coffee"}
+    assert report["swap"]["codes_identical"] is True
+    assert report["sampling"]["max_abs_diff"] == 0.0  # HiT decoders tile exactly
+    assert any(x.startswith("L1") for x in report["stage1"]["losses"])
+    assert any(x.startswith("codebook") for x in report["stage1"]["losses"])
+    assert any("adversarial" in x for x in report["stage1"]["losses"])
+    assert "LPIPS" in report["lpips_line"]
+    assert {t["phase"] for t in report["times"]} == {"cnn", "swap", "stage1", "prior", "sample", "decode", "evaluate"}
+    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, HiT decoder", "stage 1", "prior"}
+    assert report["configs"]["stage 1"]["merged"]["trainer"]["max_batches"] == 3
+    assert report["versions"]["torch"] and report["versions"]["hit-decoder"]
+
+
+def test_report_page_is_self_contained(runs):
+    out = runs[0]
+    page = _Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    assert not page.external, page.external
+    assert len(page.images) >= 14  # 2 photographs x 4 + 3 sample images + plots
+    for src in page.images:
+        if src.startswith("data:"):
+            head, payload = src.split(",", 1)
+            assert head == "data:image/png;base64"
+            with Image.open(io.BytesIO(base64.b64decode(payload))) as img:
+                img.load()
+        else:
+            assert (out / src).is_file(), src
+    text = " ".join(page.text)
+    for words in ("PSNR", "SSIM", "seam", "decode", "codebook", "window", "tiled", "Merged configs", "Versions",
+                  "--budget tiny"):
+        assert words in text, words
+
+
+def test_two_runs_with_one_seed_agree(runs):
+    a, b, _ = runs
+    ra, rb = (json.loads((p / "report.json").read_text()) for p in (a, b))
+    assert ra["plan"]["workers"] == 2 and rb["plan"]["workers"] == 1
+    assert _comparable(ra, a) == _comparable(rb, b)
+
+
+def test_terminal_is_clean(runs, capfd):
+    lines = [ln for ln in runs[2].splitlines() if ln.strip()]
+    noisy = [ln for ln in lines if any(n in ln for n in NOISE)]
+    assert not noisy, noisy
+    for phase in ("[swap] taming VQGAN", "[swap] its decoder swapped", "[stage 1]", "[sampling] prior",
+                  "[sampling] sampled", "[sampling] decoded", "held-out photographs", "report:"):
+        assert sum(phase in ln for ln in lines) == 1, phase
+
+
+def test_an_earlier_demo_is_replaced_only_when_asked(runs, capfd):
+    out = runs[0]
+    before = (out / "report.json").read_bytes()
+    assert _demo(out) == 2  # refused before anything runs
+    assert "--overwrite" in capfd.readouterr().err
+    assert (out / "report.json").read_bytes() == before
+    claim_demo_outputs(out, overwrite=True)  # what --overwrite does first: the report files go
+    assert not (out / "report.json").exists() and not list((out / "images").glob("*.png"))
+    assert (out / "stage1" / "checkpoints" / "last.ckpt").is_file()  # each phase replaces its own run
+
+
+def test_progress_bars_and_phase_lines(capsys):
+    reporter = TerminalReporter(bars=True)
+    reporter.start("x", "[test] phase", 3)
+    for i in (1, 2, 3):
+        reporter.advance("x", i, f"loss {i:.3f}")
+    reporter.finish("x", "[test] phase: done", 1.5)
+    out, err = capsys.readouterr()
+    assert out == "[test] phase: done (2 s)\n"
+    assert "[test] phase:" in err and "/3 [" in err  # a bar over 3 batches (tqdm redraws at most 10 times a second)
+
+
+def test_bad_demo_options_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--out", str(tmp_path), "--stage1-batches", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 2 prior windows"):
+        DemoPlan(canvas_windows=(1, 4))
+
+
+def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
+    """The decoder-swap process fails (its run folder is a file): the main process gets its error."""
+    (tmp_path / "swap").mkdir()
+    (tmp_path / "swap" / "cnn").write_text("a file where the run folder goes")
+    worker = _Worker(Job(BUDGETS["tiny"], tmp_path, False, False, time.time(), "worker"), TerminalReporter(bars=False))
+    worker.start()
+    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
+        worker.result()
+    assert not worker.process.is_alive()
