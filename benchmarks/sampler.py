@@ -150,11 +150,10 @@ def main() -> int:
     results: dict[str, dict[str, dict]] = {}
     plan = [(g, c) for g in args.grids for c in ("windowed", "fast", "reference")]
     for grid, case in plan + [(g, "windowed") for g in args.windowed_only_grids]:
-        if True:
-            r = spawn(case, grid, child)
-            results.setdefault(grid, {})[case] = r
-            print(f"{grid} {case}: {r['wall']:.1f} s wall, {len(r['tokens']) / r['wall']:.1f} tokens/s, "
-                  f"peak +{r['peak_mb'] or 0:.0f} MB", flush=True)
+        r = spawn(case, grid, child)
+        results.setdefault(grid, {})[case] = r
+        print(f"{grid} {case}: {r['wall']:.1f} s wall, {len(r['tokens']) / r['wall']:.1f} tokens/s, "
+              f"peak +{r['peak_mb'] or 0:.0f} MB", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     body = render(args, results, time.time() - t0, load)
     print(body)

@@ -88,8 +88,7 @@ def wavefront_schedule(shape: tuple[int, int], rows_above: int, cols_each_side: 
 class _Block(nn.Module):
     """One layer: attention from each position's stream to its context's keys/values, then an MLP."""
 
-    def __init__(self, n_embd: int, n_head: int, n_offsets: int, rows_above: int, cols_each_side: int,
-                 attn_pdrop: float, resid_pdrop: float) -> None:
+    def __init__(self, n_embd: int, n_head: int, n_offsets: int, attn_pdrop: float, resid_pdrop: float) -> None:
         super().__init__()
         self.n_head = n_head
         self.ln_q = nn.LayerNorm(n_embd)
@@ -143,8 +142,7 @@ class WindowedPrior(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.cond_emb = nn.Embedding(n_cond, n_embd)
         self.emb_drop = nn.Dropout(embd_pdrop)
-        self.blocks = nn.ModuleList(_Block(n_embd, n_head, len(self.offsets), rows_above, cols_each_side,
-                                           attn_pdrop, resid_pdrop) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(_Block(n_embd, n_head, len(self.offsets), attn_pdrop, resid_pdrop) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self.apply(self._init)
