@@ -54,7 +54,7 @@ import torch
 from benchmarking import update_section
 from hit_decoder import HiTDecoder, HiTDecoderConfig
 from hit_decoder.flops import count_flops, count_parameters
-from hit_decoder.images import fit_to_factor
+from hit_decoder.images import fit_to_factor, save_png
 from hit_decoder.training import run_training
 from hit_decoder.training.data import embedded_photographs, list_images, load_rgb
 from hit_decoder.training.evaluate import interleaved_seconds, mean_scores, score_images
@@ -120,7 +120,7 @@ def write_photos(out: Path) -> dict[str, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
             if not (folder / f"{name}.png").is_file():
-                _photo(name).save(folder / f"{name}.png")
+                save_png(_photo(name), folder / f"{name}.png")  # atomic: seeds may run in parallel
     assert not set(TRAIN_PHOTOS) & set(HELD_OUT)
     return folders
 
@@ -368,7 +368,7 @@ def run_overfit(args, seed: int) -> dict:
     name = args.overfit_image
     folder = Path(args.out) / "overfit" / "image"
     folder.mkdir(parents=True, exist_ok=True)
-    _photo(name).save(folder / f"{name}.png")
+    save_png(_photo(name), folder / f"{name}.png")
     images = held_out_images(folder)
     data = {"train": str(folder), "val": str(folder)}
     rows = {}
