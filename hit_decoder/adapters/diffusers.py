@@ -33,7 +33,6 @@ import inspect
 import io
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -68,6 +67,7 @@ __all__ = [
     "TamingView",
     "load_vqmodel",
     "read_config",
+    "read_source",
     "swap_decoder",
     "decoder_inputs",
     "downsample_factor",
@@ -84,7 +84,7 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-FORMAT_DIFFUSERS_VQMODEL = "hit-decoder/diffusers-vqmodel"
+from .sources import FORMAT_DIFFUSERS_VQMODEL, HUB_ID  # noqa: E402
 _FORMAT_VERSION = "1"
 #: config.json key of a swapped model: ``{"version": "1", "decoder": HiTDecoderConfig fields}``
 HIT_KEY = "hit_decoder"
@@ -92,7 +92,6 @@ HIT_KEY = "hit_decoder"
 _BOOKKEEPING_KEYS = frozenset({"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"})
 _MAX_CONFIG_BYTES = 1_000_000
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def _vqmodel_parameters() -> list[str]:
@@ -195,7 +194,7 @@ def _model_folder(path: str | os.PathLike) -> Path:
     folder = Path(path).expanduser()
     if not folder.exists():
         text = os.fspath(path)
-        if _HUB_ID.fullmatch(text) and not text.startswith(("./", "../")):
+        if HUB_ID.fullmatch(text):
             raise _hub_id_error(text)
         raise FileNotFoundError(f"diffusers model folder {folder} does not exist")
     if not folder.is_dir():
@@ -270,39 +269,45 @@ def read_config(config: Mapping[str, Any] | str | os.PathLike, source: str | Non
     return data
 
 
-def _build(config: Mapping[str, Any]) -> VQModel:
+def _build(config: Mapping[str, Any], source: str) -> VQModel:
     """A ``VQModel`` (with the HiT decoder of a swapped config) with fresh weights; the caller's
     global RNG state is left as it was."""
     params = {k: v for k, v in config.items() if k not in _BOOKKEEPING_KEYS and k != HIT_KEY}
     with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):
-        model = VQModel(**params)
+        try:
+            model = VQModel(**params)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise ValueError(f"{source}: diffusers cannot build a VQModel from this config ({type(exc).__name__}: "
+                             f"{exc}); use the config.json written with the model") from exc
         hit = config.get(HIT_KEY)
         if hit is not None:
             swap_decoder(model, HiTDecoderConfig.from_dict(hit["decoder"]))
     return model
 
 
-def _load_state(config: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> VQModel:
-    check_weights_fit(lambda: _build(config), state, source)  # shapes checked on the meta device first
-    model = _build(config)
-    load_state_strict(model, state, source, include_loss=True)  # nothing is skipped: a diffusers VQModel has no loss
-    return model
+def read_source(source: str | os.PathLike, *, tensors: bool = True) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """``(config, state, where the weights are)`` of a local diffusers folder or a library file, both
+    checked (:func:`read_config`); ``tensors=False`` reads the config only (``state`` is empty) and
+    still checks that the weights file is there."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        state, meta = read_safetensors(path, FORMAT_DIFFUSERS_VQMODEL, _FORMAT_VERSION, tensors=tensors)
+        return read_config(metadata_json(meta, "config", path), f"{path} (metadata 'config')"), state, str(path)
+    folder = _model_folder(source)
+    config = read_config(folder)
+    weights = _weights_file(folder)
+    return config, (load_checkpoint_state(weights) if tensors else {}), str(weights)
 
 
 def load_vqmodel(source: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQModel:
     """A diffusers ``VQModel`` from a local folder (``config.json`` + ``diffusion_pytorch_model.safetensors``,
     a plain VQGAN or one with a HiT decoder) or a library file written by :func:`save_vqmodel`;
     strict, safetensors only, never from the network. Returned in eval mode."""
-    path = Path(source).expanduser()
-    if path.is_file():
-        state, meta = read_safetensors(path, FORMAT_DIFFUSERS_VQMODEL, _FORMAT_VERSION)
-        config = read_config(metadata_json(meta, "config", path), f"{path} (metadata 'config')")
-        return _load_state(config, state, str(path)).to(map_location).eval()
-    folder = _model_folder(source)
-    config = read_config(folder)
-    weights = _weights_file(folder)
-    state = load_checkpoint_state(weights)
-    return _load_state(config, state, str(weights)).to(map_location).eval()
+    config, state, where = read_source(source)
+    check_weights_fit(lambda: _build(config, where), state, where)  # shapes checked on the meta device first
+    model = _build(config, where)
+    load_state_strict(model, state, where, include_loss=True)  # nothing is skipped: a diffusers VQModel has no loss
+    return model.to(map_location).eval()
 
 
 # --------------------------------------------------------------------------- writing
@@ -448,19 +453,11 @@ def describe(source: str | os.PathLike) -> dict[str, Any]:
     """What a diffusers folder or library file holds (the structure of
     :func:`~hit_decoder.adapters.describe_checkpoint`'s result), read from its config and tensor
     shapes; nothing is built."""
+    config, state, where = read_source(source)
     path = Path(source).expanduser()
-    if path.is_file():
-        state, meta = read_safetensors(path, FORMAT_DIFFUSERS_VQMODEL, _FORMAT_VERSION)
-        config = read_config(metadata_json(meta, "config", path), f"{path} (metadata 'config')")
-        info: dict[str, Any] = {"file": str(path), "size_bytes": path.stat().st_size, "container": "safetensors",
-                                "layout": "hit-decoder diffusers VQ model"}
-    else:
-        folder = _model_folder(source)
-        config = read_config(folder)
-        weights = _weights_file(folder)
-        state = load_checkpoint_state(weights)
-        info = {"file": str(folder), "size_bytes": weights.stat().st_size, "container": "safetensors",
-                "layout": "diffusers VQModel folder"}
+    layout = "hit-decoder diffusers VQ model" if path.is_file() else "diffusers VQModel folder"
+    info: dict[str, Any] = {"file": str(path), "size_bytes": Path(where).stat().st_size, "container": "safetensors",
+                            "layout": layout}
     from .inspection import _components, _shape
 
     info["components"] = _components(state)
