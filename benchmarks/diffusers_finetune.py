@@ -1,13 +1,16 @@
 """Decoder swap + fine-tuning on a tiny aMUSEd-shaped diffusers VQModel (the run docs/diffusers.md reports).
 
-1. writes a tiny, randomly initialised (seeded) ``VQModel`` shaped like aMUSEd's VQGAN (group norm,
-   five encoder levels = f16, ``lookup_from_codebook``, no mid-block attention) with diffusers' own
-   ``save_pretrained`` into ``OUT/vqgan``;
+1. writes a tiny ``VQModel`` shaped like aMUSEd's VQGAN (group norm, five encoder levels = f16,
+   ``lookup_from_codebook``, no mid-block attention) with diffusers' own ``save_pretrained`` into
+   ``OUT/vqgan``. It is not a trained VQGAN: the encoder keeps its random (seeded) weights and the
+   codebook is set to encoder outputs at random positions of crops of the *training* photographs,
+   so that its codes are used and carry information (diffusers' initial codebook, uniform in
+   +-1/n, maps nearly everything to a handful of codes);
 2. runs ``hit-decoder finetune-decoder --diffusers-model OUT/vqgan`` for 200 batches of 64 px crops
-   of the embedded photographs (L1 + PatchGAN from batch 100, EMA; LPIPS off: its VGG16 weights
-   are not on every machine), validating on the held-out photographs every 20 batches;
-3. prints the run's own validation (``logs/version_*/metrics.csv``) and the final EMA evaluation
-   (``result.json``).
+   of the embedded photographs (L1, EMA; no GAN and no LPIPS in this short run: LPIPS's VGG16
+   weights are not on every machine), validating on the held-out photographs every 20 batches;
+3. prints the run's own validation (``logs/version_*/metrics.csv``), the final EMA evaluation
+   (``result.json``) and, for reference, the same evaluation of the swapped model before training.
 
     OMP_NUM_THREADS=1 python benchmarks/diffusers_finetune.py --out runs/diffusers_amused_tiny
 """
@@ -33,24 +36,53 @@ TINY_F16_DECODER = {"channels": [64, 32, 32, 16, 16], "depths": [1, 1, 1, 1, 1],
                     "num_attention_stages": 2, "block_size": [2, 2], "dilation_grid": [2, 2]}
 OVERRIDES = [
     "data.size=64", "data.resize=128", "data.batch_size=8", "data.val_batch_size=8", "data.num_workers=0",
-    "data.val_crops_per_image=8", "loss.perceptual_weight=0", "loss.disc_channels=16", "loss.disc_layers=2",
-    "loss.disc_train_start=80", "loss.disc_weight_start=100", "loss.disc_weight=0.1", "optim.lr=1e-3",
-    "optim.warmup_batches=10", "optim.ema_decay=0.99", "trainer.max_batches=200", "trainer.val_every=20",
+    "data.val_crops_per_image=8", "loss.perceptual_weight=0", "loss.disc_weight=0", "optim.lr=5e-4",
+    "optim.warmup_batches=10", "optim.ema_decay=0.98", "trainer.max_batches=200", "trainer.val_every=20",
     "trainer.image_every=100", "trainer.ckpt_every=50", "trainer.log_every=10", "trainer.progress_bar=false",
     "trainer.tensorboard=false", "trainer.precision=32-true", "trainer.accelerator=cpu",
     f"model.decoder={json.dumps(TINY_F16_DECODER).replace(' ', '')}",
 ]
 
 
-def write_vqgan(folder: Path, config: dict, seed: int = 0) -> Path:
-    """A randomly initialised (``seed``) diffusers ``VQModel`` saved with its own ``save_pretrained``."""
+def write_vqgan(folder: Path, config: dict, seed: int = 0, crop: int = 64) -> Path:
+    """A diffusers ``VQModel`` with random (``seed``) encoder weights and a codebook of encoder outputs
+    on crops of the training photographs, saved with its own ``save_pretrained``."""
     import torch
     from diffusers import VQModel
 
+    from hit_decoder.training.data import EMBEDDED_TRAIN, embedded_photographs, random_crop_flip
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        VQModel(**config).save_pretrained(folder)
+        model = VQModel(**config).eval()
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.stack([random_crop_flip(img, crop, 2 * crop, True, gen)
+                         for _ in range(4) for _, img in embedded_photographs(EMBEDDED_TRAIN)])  # (N, 3, crop, crop)
+        with torch.no_grad():
+            h = model.encode(x).latents  # (N, vq_embed_dim, h, w)
+        pool = h.permute(0, 2, 3, 1).reshape(-1, h.shape[1])  # (N h w, vq_embed_dim)
+        pick = torch.randperm(pool.shape[0], generator=gen)[: model.quantize.n_e]
+        with torch.no_grad():
+            model.quantize.embedding.weight.copy_(pool[pick])
+        model.save_pretrained(folder)
     return folder
+
+
+def untrained_validation(vqgan: Path) -> dict:
+    """The run's validation metrics for the swapped model before its first batch (same seed, so the
+    same initial decoder, and the same held-out crops)."""
+    from hit_decoder.training import load_train_config
+    from hit_decoder.training.data import build_data, make_val_loader
+    from hit_decoder.training.evaluate import evaluate_reconstructions
+    from hit_decoder.training.models import build_models
+    from hit_decoder.training.module import StageOneModule
+
+    cfg = load_train_config("finetune_f16", [*OVERRIDES, "mode=decoder_swap"], check=False)
+    cfg.model.diffusers_model = str(vqgan)
+    data = build_data(cfg.data, cfg.seed)
+    module = StageOneModule(cfg, build_models(cfg).vq, data)
+    batches = (b["image"] for b in make_val_loader(data.val, cfg.data.val_batch_size, 0, 1, 0))
+    return evaluate_reconstructions(module.reconstruct, batches)
 
 
 def validation_rows(out: Path) -> list[dict[str, str]]:
@@ -83,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {(k + 1) * every} | {float(r['val/l1']):.4f} | {float(r['val/psnr']):.2f} | {float(r['val/ssim']):.4f} |")
     result = json.loads((args.out / "run" / "result.json").read_text())
     print("\nfinal EMA evaluation (result.json):", json.dumps(result["val"]))
+    print("the swapped model before training, same evaluation:", json.dumps(untrained_validation(vqgan)))
     return 0
 
 

@@ -373,6 +373,9 @@ def decode_tiled(model: VQModel | TamingView, latents: torch.Tensor, *, tile: in
     view = _view(model)
     if not latents.is_floating_point():
         return _decode_codes(view, latents, tile=tile, overlap=overlap, margin=margin, align=align, progress=progress)
+    if force_not_quantize and view.model.config.lookup_from_codebook:
+        raise ValueError("this VQModel has lookup_from_codebook: with force_not_quantize its decode takes code "
+                         "indices; pass them as an integer (B, h, w) tensor")
     t = tile if isinstance(tile, int) else min(tile)
     if isinstance(view.decoder, HiTDecoder):
         geometry, default_overlap = hit_tile_geometry(view.decoder.config), 0
