@@ -14,7 +14,9 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
 * :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading;
   :func:`describe_checkpoint` — what a checkpoint holds;
-* :func:`build_discriminator` / :func:`build_net2net` — taming's PatchGAN and transformer prior.
+* :func:`build_discriminator` / :func:`build_net2net` — taming's PatchGAN and transformer prior;
+* :func:`load_model` — a library file or a diffusers folder / file (``hit_decoder.adapters.diffusers``,
+  the diffusers extra, imported only for those) for the taming-interface code.
 """
 
 from ._compat import ensure_taming, top_k_top_p_filtering
@@ -43,6 +45,7 @@ from .inspection import describe_checkpoint, format_description  # noqa: E402
 from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
 from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
 from .stages import build_discriminator, build_net2net  # noqa: E402
+from .sources import diffusers_adapter, is_diffusers_source, load_model  # noqa: E402
 from .swap import swap_decoder  # noqa: E402
 from .targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets  # noqa: E402
 
@@ -82,4 +85,7 @@ __all__ = [
     "build_discriminator",
     "build_net2net",
     "format_description",
+    "load_model",
+    "is_diffusers_source",
+    "diffusers_adapter",
 ]

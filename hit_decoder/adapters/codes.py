@@ -30,8 +30,9 @@ def codebook_size(quantize: nn.Module) -> int:
 
 
 def embed_dim_of(quantize: nn.Module) -> int:
-    """Width of a code vector: ``e_dim`` (VectorQuantizer2) or ``embedding_dim`` (GumbelQuantize)."""
-    for attr in ("e_dim", "embedding_dim"):
+    """Width of a code vector: ``e_dim`` (VectorQuantizer2), ``embedding_dim`` (GumbelQuantize) or
+    ``vq_embed_dim`` (diffusers' VectorQuantizer)."""
+    for attr in ("e_dim", "embedding_dim", "vq_embed_dim"):
         if hasattr(quantize, attr):
             return int(getattr(quantize, attr))
     raise ValueError(f"cannot tell the code width of {type(quantize).__name__}: expected a taming "
@@ -80,7 +81,10 @@ def codebook_fingerprint(quantize: nn.Module) -> str:
 def downsample_factor(model: nn.Module | Mapping[str, Any] | int) -> int:
     """Pixels per code along each axis, ``2 ** (number of encoder levels - 1)``, of a taming VQ
     model, of its ``ddconfig`` (a mapping with ``ch_mult``) or of a number of levels. The one place
-    this is computed for taming models."""
+    this is computed for taming models; a model that states its own ``downsample_factor`` (the
+    taming view of a diffusers model) is taken at its word."""
+    if isinstance(getattr(model, "downsample_factor", None), int):
+        return int(model.downsample_factor)
     if isinstance(model, int):
         levels = model
     elif isinstance(model, Mapping):

@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The model is a library-format file (export/model.safetensors of a training run) given "
         "with --model, or a taming VQGAN given with --vqgan-config and --vqgan-ckpt.",
     )
-    p.add_argument("--model", default=None, help="library-format VQ model file (from training's export/)")
+    p.add_argument("--model", default=None, help="library-format VQ model file (from training's export/), or a "
+                   "diffusers VQModel folder (needs the diffusers extra)")
     p.add_argument("--vqgan-config", default=None, help="taming YAML (instead of --model)")
     p.add_argument("--vqgan-ckpt", default=None, help="taming checkpoint (with --vqgan-config)")
     p.add_argument("--allow-unsafe-pickle", action="store_true", help="allow full unpickling (trusted files only)")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     claim_reconstruction_outputs(args.images, args.out, overwrite=args.overwrite)
     if args.model is not None:
-        vq = adapters.load_vqmodel(args.model)
+        vq = adapters.load_model(args.model)  # a library file, or a diffusers folder / file
     else:
         vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
     report = reconstruct_folder(vq, args.images, args.out, resize=args.resize, device=args.device)

@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "VQ model the prior was trained on. Writes "
         "s<seed>_<k>.png and s<seed>_<k>.npy (the code grid, int64 HxW) per sample and samples.json.",
     )
-    p.add_argument("--model", default=None, help="library-format VQ model file (a training run's export/model.safetensors)")
+    p.add_argument("--model", default=None, help="library-format VQ model file (a training run's export/model.safetensors), "
+                   "or a diffusers VQModel folder (needs the diffusers extra)")
     p.add_argument("--vqgan-config", default=None, help="taming YAML (instead of --model)")
     p.add_argument("--vqgan-ckpt", default=None, help="taming checkpoint (with --vqgan-config)")
     p.add_argument("--allow-unsafe-pickle", action="store_true", help="allow full unpickling (trusted files only)")
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     info = prior_file.info
     label = _class_id(args.class_label, info["conditioning"])
     if args.model is not None:
-        vq = adapters.load_vqmodel(args.model, map_location=args.device)
+        vq = adapters.load_model(args.model, map_location=args.device)  # a library file, or a diffusers folder / file
     else:
         vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
     f = adapters.downsample_factor(vq)

@@ -25,7 +25,7 @@ def load_first_stage(cfg: FirstStageConfig, seed: int = 0) -> tuple[nn.Module, s
     from .. import adapters
 
     if cfg.model:
-        return adapters.load_vqmodel(cfg.model), f"VQ model {cfg.model}"
+        return adapters.load_model(cfg.model), f"VQ model {cfg.model}"
     if cfg.taming_config:
         vq = adapters.load_vqgan(cfg.taming_config, cfg.taming_ckpt, allow_unsafe_pickle=cfg.allow_unsafe_pickle)
         return vq, f"taming VQGAN {cfg.taming_config}" + (f" + {cfg.taming_ckpt}" if cfg.taming_ckpt else " (random weights)")

@@ -81,7 +81,10 @@ def model_with_ema(pl_module: Any) -> nn.Module:
 
 def export_model(vq: nn.Module, out_dir: str | os.PathLike) -> dict[str, str]:
     """Library-format files (the decoder, if it is a HiT decoder; the whole VQ model) and a taming
-    checkpoint + YAML."""
+    checkpoint + YAML; a model that knows its own exports (the taming view of a diffusers model:
+    library file + diffusers folder) writes those."""
+    if hasattr(vq, "export_files"):
+        return vq.export_files(out_dir)
     from .. import adapters
     from ..decoder import HiTDecoder
 

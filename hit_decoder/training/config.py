@@ -70,6 +70,9 @@ class ModelConfig:
     vqgan_config: Optional[str] = None
     vqgan_ckpt: Optional[str] = None
     allow_unsafe_pickle: bool = False
+    # decoder_swap, instead of vqgan_config + vqgan_ckpt: a local diffusers VQModel folder (or a
+    # hit-decoder diffusers file); needs the diffusers extra
+    diffusers_model: Optional[str] = None
 
 
 @dataclass
@@ -195,9 +198,15 @@ def _check(cond: bool, msg: str) -> None:
 
 
 def validate_swap_source(cfg: TrainConfig) -> None:
+    m = cfg.model
+    if m.diffusers_model:
+        _check(not m.vqgan_config and not m.vqgan_ckpt, "give either model.diffusers_model (a diffusers VQModel "
+               "folder) or model.vqgan_config + model.vqgan_ckpt (a taming VQGAN), not both")
+        return
     _check(
-        bool(cfg.model.vqgan_config) and bool(cfg.model.vqgan_ckpt),
-        "mode=decoder_swap needs model.vqgan_config (taming YAML) and model.vqgan_ckpt (its .ckpt)",
+        bool(m.vqgan_config) and bool(m.vqgan_ckpt),
+        "mode=decoder_swap needs model.vqgan_config (taming YAML) and model.vqgan_ckpt (its .ckpt), or "
+        "model.diffusers_model (a diffusers VQModel folder)",
     )
 
 
@@ -219,6 +228,8 @@ def validate(cfg: TrainConfig) -> None:
     _check(l.disc_weight_start >= l.disc_train_start,
            f"loss.disc_weight_start ({l.disc_weight_start}) must be >= loss.disc_train_start "
            f"({l.disc_train_start}): the GAN term must not enter before the discriminator trains")
+    _check(cfg.model.diffusers_model is None or cfg.mode == "decoder_swap",
+           "model.diffusers_model needs mode=decoder_swap (the diffusers model's encoder and codebook stay frozen)")
     _check(l.distill_weight == 0 or cfg.mode == "decoder_swap",
            "loss.distill_weight > 0 needs mode=decoder_swap (there is no CNN decoder to distil from)")
     _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two values in [0, 1), got {o.betas}")

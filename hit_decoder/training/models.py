@@ -3,8 +3,9 @@
 * ``from_scratch``: taming's CNN encoder + ``quant_conv`` + vector quantizer + ``post_quant_conv``
   and a fresh HiT decoder (``hit_decoder.adapters.HiTVQModel``).
 * ``decoder_swap``: an existing taming VQGAN (YAML + checkpoint, loaded strictly by
-  ``hit_decoder.adapters.load_vqgan``) whose CNN decoder is replaced by a HiT decoder
-  (``swap_decoder``); everything before the decoder stays frozen. The CNN decoder is returned
+  ``hit_decoder.adapters.load_vqgan``) or diffusers ``VQModel`` folder (``model.diffusers_model``,
+  ``hit_decoder.adapters.diffusers``; trained through its taming view) whose CNN decoder is replaced
+  by a HiT decoder (``swap_decoder``); everything before the decoder stays frozen. The CNN decoder is returned
   separately (frozen) when the run distils toward it.
 
 Model construction uses the global RNG (taming's layers initialise themselves with it); it runs
@@ -110,11 +111,50 @@ def _build_decoder_swap(cfg: Any) -> BuiltModels:
     return BuiltModels(vq=vq, teacher=teacher, decoder_config=dec_cfg, description=desc)
 
 
+def check_diffusers_source(cfg: Any) -> int:
+    """Start-up check of ``model.diffusers_model`` (folder, config, weights file; no weights read):
+    returns the model's downsampling factor."""
+    from ..adapters import diffusers as hd
+
+    config, _, _ = hd.read_source(cfg.model.diffusers_model, tensors=False)
+    if cfg.loss.distill_weight > 0 and config.get("norm_type") == "spatial":
+        raise ValueError("loss.distill_weight > 0 is not available for norm_type='spatial' (MoVQ) diffusers models: "
+                         "their CNN decoder needs the quantized map a second time, which the distillation target "
+                         "does not get; set loss.distill_weight=0")
+    if hd.HIT_KEY in config:
+        raise ValueError(f"model.diffusers_model: {cfg.model.diffusers_model} already has a HiT decoder; "
+                         "finetune-decoder starts from the VQGAN with its CNN decoder")
+    return hd.downsample_factor(config)
+
+
+def _build_diffusers_swap(cfg: Any) -> BuiltModels:
+    from .. import adapters
+    from ..adapters import diffusers as hd
+
+    model = hd.load_vqmodel(cfg.model.diffusers_model)
+    latent, quant = hd.decoder_inputs(model)
+    factor = hd.downsample_factor(model)
+    dec_cfg = decoder_config_for(cfg.model, latent + quant, factor, int(model.config.out_channels))
+    teacher = make_ema_copy(model.decoder) if cfg.loss.distill_weight > 0 else None
+    hd.swap_decoder(model, dec_cfg)
+    vq = hd.taming_view(model)
+    for part in frozen_parts(vq):
+        part.requires_grad_(False)
+        part.eval()
+    desc = (f"decoder_swap: frozen diffusers VQModel encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} "
+            f"codes, f{factor}, norm_type {model.config.norm_type}) from {cfg.model.diffusers_model}, new HiT decoder "
+            f"{cfg.model.decoder!r}" + (f", distilling toward the CNN decoder (weight {cfg.loss.distill_weight})"
+                                        if teacher is not None else ""))
+    return BuiltModels(vq=vq, teacher=teacher, decoder_config=dec_cfg, description=desc)
+
+
 def build_models(cfg: Any) -> BuiltModels:
     """The VQ model (and distillation teacher) of a run, initialised from ``cfg.seed``."""
     with seeded(cfg.seed):
         if cfg.mode == "from_scratch":
             return _build_from_scratch(cfg)
+        if cfg.model.diffusers_model:
+            return _build_diffusers_swap(cfg)
         return _build_decoder_swap(cfg)
 
 

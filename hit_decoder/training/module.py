@@ -119,6 +119,7 @@ class StageOneModule(pl.LightningModule):
         from .. import adapters
 
         self.n_codes = adapters.codebook_size(vq.quantize)
+        self.factor = adapters.downsample_factor(vq)
         self.register_buffer("code_counts", torch.zeros(self.n_codes), persistent=True)
         # fixed helpers: not registered (kept out of state_dict / DDP), moved to the device lazily
         self._fixed: dict[str, nn.Module | None] = {"perceptual": perceptual, "teacher": teacher}
@@ -185,7 +186,7 @@ class StageOneModule(pl.LightningModule):
 
     def decode(self, quant: torch.Tensor, vq: nn.Module | None = None) -> torch.Tensor:
         vq = self.vq if vq is None else vq
-        return vq.decoder(vq.post_quant_conv(quant))  # (B, 3, H, W)
+        return vq.decode(quant)  # (B, 3, H, W): decoder(post_quant_conv(quant)) (a MoVQ decoder gets quant too)
 
     def eval_model(self, ema: bool = True) -> nn.Module:
         """The model used for validation, images and export: the EMA copy if the run keeps one."""
@@ -345,7 +346,7 @@ class StageOneModule(pl.LightningModule):
         if min(x.shape[-2:]) >= 11:
             self.log("val/ssim", ssim(a, r).mean(), sync_dist=True, batch_size=n)
         self.log("val/l1", (x - xrec).abs().mean(), sync_dist=True, batch_size=n)
-        for p in seam_periods(2 ** (int(self.vq.encoder.num_resolutions) - 1)):  # 2, 4, ..., the factor
+        for p in seam_periods(self.factor):  # 2, 4, ..., the factor
             seams = seam_ratio(r, p)
             seams = seams[torch.isfinite(seams)]
             if seams.numel():  # flat crops have no seam ratio

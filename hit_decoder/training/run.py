@@ -38,7 +38,7 @@ class TrainResult:
 
 #: what a training run writes under out_dir; an earlier run's files are replaced only when asked
 RUN_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "export/*.safetensors", "export/taming/model.*",
-               "images/batch_*.png")
+               "export/diffusers/*", "images/batch_*.png")
 
 
 def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
@@ -47,7 +47,12 @@ def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
 
     if cfg.loss.perceptual_weight > 0 and not cfg.loss.lpips_random_backbone:
         find_vgg16_weights(cfg.loss.lpips_vgg_path)  # raises LPIPSWeightsMissing with the fix
-    if cfg.mode == "decoder_swap" and not prebuilt:
+    if cfg.mode == "decoder_swap" and not prebuilt and cfg.model.diffusers_model:
+        validate_swap_source(cfg)
+        from .models import check_diffusers_source
+
+        factor = check_diffusers_source(cfg)  # the folder, its config and weights file, before data or models
+    elif cfg.mode == "decoder_swap" and not prebuilt:
         validate_swap_source(cfg)
         for name in ("vqgan_config", "vqgan_ckpt"):
             p = Path(getattr(cfg.model, name)).expanduser()
