@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: failures that bad input (files, options, configs) causes: one line and exit code 2, no traceback
 EXPECTED_ERRORS = (ValueError, OSError, KeyError, RuntimeError, MemoryError, pickle.UnpicklingError)
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 def one_line(exc: BaseException) -> str:
@@ -47,8 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .runs import RunTerminated
+
     try:
         return int(args.func(args) or 0)
+    except RunTerminated as exc:  # SIGTERM: what was saved and how to continue
+        print(f"hit-decoder {args.command}: {one_line(exc)}", file=sys.stderr)
+        return RunTerminated.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"hit-decoder {args.command}: interrupted (Ctrl-C); outputs are written only when complete, "
+              "so nothing half-written was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except EXPECTED_ERRORS as exc:
         if args.debug:
             raise

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "output_folder", "claim_outputs"]
+__all__ = ["atomic_path", "output_folder", "claim_outputs", "folder_lock", "LOCK_FILE"]
+
+#: the lock file :func:`folder_lock` keeps in a folder while a run writes there
+LOCK_FILE = ".hit-decoder.lock"
 
 
 def _umask() -> int:
@@ -60,3 +65,42 @@ def claim_outputs(folder: str | os.PathLike, patterns: Iterable[str], *, overwri
         raise FileExistsError(f"{what}: {folder} already holds earlier outputs ({shown}); {how}")
     for p in found:
         p.unlink()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[Path]:
+    """Hold ``folder/.hit-decoder.lock`` (created with the folder if needed) for the duration: the file
+    holds this process's id, and an exclusive ``flock`` that the OS releases if the process dies. A
+    second holder is refused with an error naming the first one's process; the lock file of a process
+    that is gone (killed) is taken over with a warning. The file is removed on exit."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 100, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise FileExistsError(f"{what}: {folder} is in use by another run (process {holder}, lock file {path}); "
+                                  f"wait for it to finish or stop it, or choose another {what}") from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file while we waited: lock the new one
+    stale = os.pread(fd, 100, 0).decode(errors="replace").strip()
+    if stale:
+        logging.getLogger("hit_decoder").warning(
+            "%s: taking over the lock %s of process %s, which is no longer running", what, path, stale)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        os.close(fd)

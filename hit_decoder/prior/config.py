@@ -27,7 +27,8 @@ class FirstStageConfig:
     taming_config: Optional[str] = None  # a taming VQGAN YAML ...
     taming_ckpt: Optional[str] = None  # ... and its checkpoint
     untrained: Optional[str] = None  # the *untrained* first stage of a training config (name or YAML): smoke tests only
-    allow_unsafe_pickle: bool = False
+    # full unpickling of taming_ckpt is never a config key: train_prior(allow_unsafe_pickle=True) /
+    # --allow-unsafe-pickle (configfile.UNPICKLE_OPT_INS)
 
 
 @dataclass

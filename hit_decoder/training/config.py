@@ -69,7 +69,8 @@ class ModelConfig:
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
     vqgan_config: Optional[str] = None
     vqgan_ckpt: Optional[str] = None
-    allow_unsafe_pickle: bool = False
+    # full unpickling of vqgan_ckpt is never a config key: run_training(allow_unsafe_pickle=True) /
+    # --allow-unsafe-pickle (configfile.UNPICKLE_OPT_INS)
 
 
 @dataclass
