@@ -21,32 +21,9 @@ from omegaconf import OmegaConf
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
 
-DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
-      "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
-TINY_HIT = {"channels": [32, 16], "depths": [1, 1], "heads": [2, 2], "num_attention_stages": 1,
-            "block_size": [2], "dilation_grid": [2]}
+from test_hostile_input import TINY_HIT, vq_files, write_yaml  # noqa: F401  (vq_files: a fixture)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_yaml(cfg: dict, path: Path) -> Path:
-    OmegaConf.save(OmegaConf.create(cfg), path)
-    return path
-
-
-@pytest.fixture
-def vq_files(tmp_path):
-    """A tiny taming VQModel as taming ships one (YAML + .ckpt) and a folder with one photograph."""
-    from PIL import Image
-
-    cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
-        "embed_dim": 8, "n_embed": 16, "ddconfig": copy.deepcopy(DD), "lossconfig": {"target": "torch.nn.Identity"}}}}
-    yaml = write_yaml(cfg, tmp_path / "vq.yaml")
-    ckpt = tmp_path / "vq.ckpt"
-    torch.save({"state_dict": A.load_vqgan(yaml).state_dict()}, ckpt)
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.new("RGB", (16, 16), (200, 30, 30)).save(images / "a.png")
-    return yaml, ckpt, images
 
 
 class Payload:
@@ -112,3 +89,103 @@ def test_a_config_cannot_opt_itself_into_unpickling(vq_files, tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "train_safe.yaml"), "--allow-unsafe-pickle",
                  f"out_dir={tmp_path / 't3'}"]) == 2
     assert marker.exists()
+
+
+# ----------------------------------------------------------------------------- 2.-4. --overwrite keeps what it did not write
+def test_reconstruct_into_the_image_folder_is_refused_and_keeps_the_photographs(vq_files, tmp_path, capsys):
+    yaml, ckpt, images = vq_files
+    photo = (images / "a.png").read_bytes()
+    base = ["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--images", str(images)]
+    for out in (images, images / "sub"):
+        assert main([*base, "--out", str(out), "--overwrite"]) == 2
+        assert "inside it" in capsys.readouterr().err
+        assert (images / "a.png").read_bytes() == photo and not (images / "sub").exists()
+    # a file in --out that an earlier run did not write is never replaced, --overwrite or not
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "a.png").write_bytes(b"my own picture")
+    for extra in ([], ["--overwrite"]):
+        assert main([*base, "--out", str(out), *extra]) == 2
+        assert "did not write" in capsys.readouterr().err and (out / "a.png").read_bytes() == b"my own picture"
+
+
+def _sample_setup(vq_files, tmp_path):
+    from test_hostile_input import _prior
+
+    yaml, ckpt, _ = vq_files
+    prior = _prior(lambda: A.load_vqgan(yaml, ckpt), tmp_path)
+    return ["sample", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--prior", str(prior), "--size", "8"]
+
+
+def test_sample_overwrite_deletes_nothing_outside_out_or_unlisted(vq_files, tmp_path, capsys):
+    base = _sample_setup(vq_files, tmp_path)
+    out, victim = tmp_path / "a" / "out", tmp_path / "victim"
+    victim.mkdir()
+    for name in ("precious.png", "precious.npy", "other.png"):
+        (victim / name).write_bytes(b"keep me")
+    listing = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # noqa: E731
+    assert main([*base, "--out", str(out), "--seed", "1"]) == 0
+    assert listing() == ["s1_000.npy", "s1_000.png", "samples.json"]
+    summary = json.loads((out / "samples.json").read_text())
+    (out / "samples.json").write_text(json.dumps({**summary, "samples": [*summary["samples"], "../../victim/precious"]}))
+    manifest = out / ".hit-decoder-outputs.json"  # the list of files sample wrote: names outside out are ignored
+    files = json.loads(manifest.read_text())["files"] if manifest.exists() else []
+    manifest.write_text(json.dumps({"files": [*files, "../../victim/other.png", str(victim / "other.png")]}))
+    assert main([*base, "--out", str(out), "--seed", "2", "--overwrite"]) == 0
+    assert all((victim / n).read_bytes() == b"keep me" for n in ("precious.png", "precious.npy", "other.png"))
+    assert listing() == ["s2_000.npy", "s2_000.png", "samples.json"]
+
+
+def test_overwrite_with_a_mistake_elsewhere_keeps_the_earlier_outputs(vq_files, tmp_path, capsys):
+    from test_hostile_input import TINY_HIT as tiny
+
+    yaml, ckpt, images = vq_files
+    decoder = write_yaml(tiny, tmp_path / "tiny_hit.yaml")
+    swap = ["swap", "--vqgan-config", str(yaml), "--decoder", str(decoder), "--out", str(tmp_path / "s")]
+    assert main([*swap, "--vqgan-ckpt", str(ckpt)]) == 0
+    model = tmp_path / "s" / "model.safetensors"
+    recon = ["reconstruct", "--images", str(images), "--out", str(tmp_path / "r")]
+    assert main([*recon, "--model", str(model)]) == 0
+    sample = _sample_setup(vq_files, tmp_path)
+    assert main([*sample, "--out", str(tmp_path / "p"), "--seed", "1"]) == 0
+    before = {p: p.read_bytes() for d in ("s", "r", "p") for p in (tmp_path / d).rglob("*") if p.is_file()}
+    missing = str(tmp_path / "missing")
+    for argv in ([*swap, "--vqgan-ckpt", missing, "--overwrite"], [*recon, "--model", missing, "--overwrite"],
+                 [*sample[:-2], "--size", "8", "--out", str(tmp_path / "p"), "--seed", "2", "--overwrite",
+                  "--prior", missing]):
+        assert main(argv) == 2, argv
+        capsys.readouterr()
+    after = {p: p.read_bytes() for d in ("s", "r", "p") for p in (tmp_path / d).rglob("*") if p.is_file()}
+    assert after == before
+    assert not [p for p in tmp_path.iterdir() if ".new-" in p.name]  # no staging folder left behind
+
+
+def test_training_overwrite_replaces_the_earlier_run_only_when_the_new_one_succeeds(tmp_path, capsys):
+    import pytorch_lightning as pl
+
+    from hit_decoder.training import run_training
+    from test_training import tiny_config
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"the earlier run")
+    (run / "result.json").write_text("{}")
+    # a missing data path (train) or first stage (train-prior): nothing replaced
+    assert main(["train", "--config", "demo", f"out_dir={run}", "overwrite=true", f"data.train={tmp_path / 'no'}"]) == 2
+    assert main(["train-prior", "--config", "demo", f"out_dir={run}", "overwrite=true",
+                 "first_stage.untrained=null", f"first_stage.model={tmp_path / 'no.safetensors'}"]) == 2
+    capsys.readouterr()
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"the earlier run"
+
+    class Boom(pl.Callback):
+        def on_train_batch_end(self, *args):
+            raise RuntimeError("boom")
+
+    cfg = tiny_config(run, overwrite=True, trainer={"max_batches": 2, "ckpt_every": 1})
+    with pytest.raises(RuntimeError, match="boom"):
+        run_training(cfg, callbacks=[Boom()])  # failed after training started: the earlier run is put back
+    assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"the earlier run"
+    assert (run / "result.json").read_text() == "{}" and not (run / ".replaced-run").exists()
+    result = run_training(cfg)
+    assert result.batches_done == 2 and (run / "checkpoints" / "last.ckpt").read_bytes() != b"the earlier run"
+    assert not (run / ".replaced-run").exists() and not (run / ".hit-decoder.lock").exists()

@@ -58,32 +58,32 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from hit_decoder import adapters
     from hit_decoder.flops import count_parameters
 
-    from hit_decoder.fileio import claim_outputs
+    from hit_decoder.fileio import staged_outputs
 
     overrides = parse_overrides(args.override)
-    # every output of any --format: with --overwrite none of an earlier swap's files can stay behind
-    claim_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
-                  how="pass --overwrite to replace them, or choose another --out")
-    if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
-        raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
-    model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    old = type(model.decoder).__name__, count_parameters(model.decoder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        adapters.swap_decoder(model, args.decoder, **overrides)
-    out = Path(args.out)
-    written = []
-    if args.format in ("both", "library"):
-        written.append(adapters.save_vqmodel(model, out / "model.safetensors"))
-    if args.format in ("both", "taming"):
-        written.extend(adapters.export_taming(model, out / "taming" / "model.ckpt", out / "taming" / "model.yaml"))
+    # every output of any --format: with --overwrite none of an earlier swap's files can stay behind;
+    # the new files replace them only once all are written
+    with staged_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
+                        how="pass --overwrite to replace them, or choose another --out") as stage:
+        if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
+            raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
+        model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        old = type(model.decoder).__name__, count_parameters(model.decoder)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            adapters.swap_decoder(model, args.decoder, **overrides)
+        out = stage.dir
+        written = []
+        if args.format in ("both", "library"):
+            written.append(adapters.save_vqmodel(model, out / "model.safetensors"))
+        if args.format in ("both", "taming"):
+            written.extend(adapters.export_taming(model, out / "taming" / "model.ckpt", out / "taming" / "model.yaml"))
+        written = [stage.final(p) for p in written]
     dec = model.decoder
     print(f"kept encoder + codebook ({adapters.codebook_size(model.quantize)} codes, f{adapters.downsample_factor(model)}) "
           f"from {args.vqgan_ckpt or 'the config ckpt_path'}")
