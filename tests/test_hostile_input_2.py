@@ -189,3 +189,81 @@ def test_training_overwrite_replaces_the_earlier_run_only_when_the_new_one_succe
     result = run_training(cfg)
     assert result.batches_done == 2 and (run / "checkpoints" / "last.ckpt").read_bytes() != b"the earlier run"
     assert not (run / ".replaced-run").exists() and not (run / ".hit-decoder.lock").exists()
+
+
+# ----------------------------------------------------------------------------- 5./9. a locked folder, SIGTERM
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > end:
+            proc.kill()
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.2)
+
+
+def _terminate(proc: subprocess.Popen) -> tuple[int, str, float]:
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the run did not stop within 60 s of SIGTERM")
+    return proc.returncode, err, time.monotonic() - start
+
+
+def test_a_running_train_locks_its_folder_and_sigterm_stops_it_with_a_resumable_checkpoint(tmp_path):
+    from test_training import tiny_config
+
+    out = tmp_path / "run"
+    cfg = tiny_config(out, trainer={"max_batches": 100_000, "ckpt_every": 2})
+    yaml = write_yaml(cfg, tmp_path / "tiny.yaml")
+    first = popen("train", "--config", str(yaml))
+    try:
+        _wait_for(out / "checkpoints" / "last.ckpt", first)  # training: batch 2 done
+        second = cli("train", "--config", str(yaml), "resume=auto")
+        assert second.returncode == 2 and f"process {first.pid}" in second.stderr, second.stderr
+        code, err, took = _terminate(first)
+    finally:
+        first.kill()
+    assert code == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err and "resume=auto" in err and "Traceback" not in err, err[-2000:]
+    assert took < 45 and not (out / ".hit-decoder.lock").exists()
+    done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hit_decoder_training"]["batches_done"]
+    assert done >= 2
+    assert main(["train", "--config", str(yaml), "resume=auto", f"trainer.max_batches={done + 1}"]) == 0
+    assert json.loads((out / "result.json").read_text())["batches_done"] == done + 1
+
+
+def test_a_stale_lock_is_taken_over_with_a_message(tmp_path, caplog):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / ".hit-decoder.lock").write_text(f"{gone.pid}\n")
+    from test_prior import TINY_RUN
+
+    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=1"]) == 0
+    assert f"taking over the lock {out / '.hit-decoder.lock'} of process {gone.pid}" in caplog.text
+    assert (out / "prior.safetensors").is_file() and not (out / ".hit-decoder.lock").exists()
+
+
+def test_sigterm_stops_train_prior_with_a_resumable_checkpoint(tmp_path):
+    from test_prior import TINY_RUN
+
+    out = tmp_path / "prior"
+    argv = ["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=100000",
+            "trainer.ckpt_every=2"]
+    proc = popen(*argv)
+    try:
+        _wait_for(out / "checkpoints" / "last.ckpt", proc)
+        code, err, took = _terminate(proc)
+    finally:
+        proc.kill()
+    assert code == 143 and "resume=auto" in err and took < 45, err[-2000:]
+    done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hit_decoder_batches_done"]
+    assert done >= 2 and not (out / "prior.safetensors").exists()
+    assert main([*argv[:-2], "resume=auto", f"trainer.max_batches={done + 1}"]) == 0
+    assert json.loads((out / "result.json").read_text())["batches_done"] == done + 1
