@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ def _open(path: str | os.PathLike) -> Image.Image:
     size is at most :data:`MAX_PIXELS` (a 17 KB PNG can claim 12000 x 12000 px)."""
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise ValueError(f"{path} is not a regular file (a named pipe, device or socket); only regular files are read")
-    img = Image.open(path)
+    with warnings.catch_warnings():  # Pillow warns above MAX_PIXELS (errors above twice that); refused below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        img = Image.open(path)
     w, h = img.size
     if w * h > MAX_PIXELS:
         img.close()

@@ -267,3 +267,63 @@ def test_sigterm_stops_train_prior_with_a_resumable_checkpoint(tmp_path):
     assert done >= 2 and not (out / "prior.safetensors").exists()
     assert main([*argv[:-2], "resume=auto", f"trainer.max_batches={done + 1}"]) == 0
     assert json.loads((out / "result.json").read_text())["batches_done"] == done + 1
+
+
+# ----------------------------------------------------------------------------- 7. prior sizes checked before building
+@pytest.mark.parametrize("architecture", [None, {"kind": "windowed", "rows_above": 1, "cols_each_side": 1}])
+def test_an_edited_prior_size_is_refused_before_the_model_is_built(vq_files, tmp_path, architecture):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from hit_decoder.prior import build_prior, first_stage_summary, load_prior, save_prior
+
+    yaml, ckpt, _ = vq_files
+    vq = A.load_vqgan(yaml, ckpt)
+    gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}
+    info = {"gpt": gpt, "conditioning": {"kind": "unconditional", "sos_token": 0}, "window": [4, 4],
+            "first_stage": {**first_stage_summary(vq), "source": "test"}}
+    if architecture:
+        info["architecture"] = architecture
+    path = save_prior(build_prior(vq, gpt, info["conditioning"], architecture), tmp_path / "prior.safetensors", info)
+    load_prior(path, vq)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    edited = json.loads(meta["info"])
+    edited["gpt"]["n_embd"] = 2048  # 50 M parameters built before any check until now (65536: a 17 GB allocation)
+    save_file(load_file(str(path)), str(tmp_path / "edited.safetensors"), metadata={**meta, "info": json.dumps(edited)})
+    with pytest.raises(ValueError, match=r"edited\.safetensors: its weights do not fit .*nothing was built"):
+        load_prior(tmp_path / "edited.safetensors", vq)
+
+
+# ----------------------------------------------------------------------------- 8. memory estimated before allocating
+def bomb_png(path: Path, side: int = 12000) -> Path:
+    """A PNG whose header claims ``side`` x ``side`` pixels (a few hundred bytes: a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    data[16:24] = struct.pack(">II", side, side)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_reconstruct_and_presets_estimate_memory_and_read_image_sizes_from_the_header(vq_files, tmp_path, capsys, caplog):
+    yaml, ckpt, images = vq_files
+    base = ["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--images", str(images)]
+    assert main([*base, "--out", str(tmp_path / "r"), "--resize", "60000"]) == 2
+    err = capsys.readouterr().err
+    assert "60000x60000 px after --resize 60000" in err and "GB of memory is available" in err, err
+    assert not (tmp_path / "r").exists()
+    bomb_png(images / "bomb.png")
+    assert main([*base, "--out", str(tmp_path / "r")]) == 0
+    assert "12000x12000 px" in caplog.text and "read from its header" in caplog.text
+    assert "skipped 1 unreadable image" in capsys.readouterr().out
+    assert main(["presets", "--size", "1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--size 1000000000" in err and "GB of memory is available" in err, err
