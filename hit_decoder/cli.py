@@ -38,6 +38,9 @@ def one_line(exc: BaseException) -> str:
     """An exception's message on one line (multi-line details joined with ' | ')."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if isinstance(exc, MemoryError) and not parts:  # a bare allocation failure says nothing a user can act on
+        return ("out of memory (MemoryError): the job does not fit in this machine's memory; choose a smaller size, "
+                "batch, --resize or decode in tiles (--tile)")
     return " | ".join(parts) or type(exc).__name__
 
 

@@ -41,6 +41,25 @@ def read_config_source(source: str | os.PathLike, kind: str, what: str) -> tuple
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
 
 
+def check_devices(value: Any, key: str) -> None:
+    """``trainer.devices`` as Lightning takes it: ``auto``, -1 (all), a positive count, or a list of
+    device indices (also as text, ``"0,1"``); anything else is a ``ValueError`` naming ``key``."""
+    ok = False
+    if isinstance(value, bool):
+        ok = False
+    elif isinstance(value, int):
+        ok = value == -1 or value >= 1
+    elif isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        ok = len(value) > 0 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        ok = value == "auto" or (len(parts) > 0 and all(p.lstrip("-").isdigit() for p in parts)
+                                 and (len(parts) > 1 and all(int(p) >= 0 for p in parts) or int(parts[0]) >= -1 and int(parts[0]) != 0))
+    if not ok:
+        raise ValueError(f"{key} must be 'auto', -1 (all devices), a positive number of devices or a list of device "
+                         f"indices (e.g. [0, 1]); got {value!r}")
+
+
 def _merge(base: DictConfig, other: Any, where: str, what: str, schema: type) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
@@ -93,7 +112,8 @@ def strict_config(schema: type, layers: Sequence[tuple[Any, str]] = (), override
             raise ValueError(f"overrides must look like key=value (e.g. trainer.max_batches=100), got {bad}")
         try:
             dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as exc:
-            raise ValueError(f"cannot parse overrides {list(overrides)}: {exc}") from None
+        except Exception as exc:  # OmegaConf and yaml errors (e.g. 'data=[1,2')
+            raise ValueError(f"cannot parse overrides {list(overrides)}: {exc}; quote values that are not YAML "
+                             "(key='text')") from None
         conf = _merge(conf, _without_opt_ins(dot, "command-line override"), "command-line override", what, schema)
     return OmegaConf.to_object(conf)

@@ -40,6 +40,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # writers that replace the file (safetensors writes a new 0600 one) lose the mode set above
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -194,8 +196,8 @@ def staged_outputs(folder: str | os.PathLike, patterns: Iterable[str], *, overwr
                               f"outputs: move them away or choose another {what}")
     if earlier and not overwrite:
         raise FileExistsError(f"{what}: {folder} already holds earlier outputs ({_shown(earlier)}); {how}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.new-", dir=folder.parent))
     except OSError as exc:
         raise OSError(f"{what}: cannot write next to {folder} ({exc}); choose a writable {what}") from None

@@ -5,7 +5,7 @@ the commands run in-process (``main``) or, where signals and locks matter, as re
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import json
 import os
 import signal
@@ -327,3 +327,118 @@ def test_reconstruct_and_presets_estimate_memory_and_read_image_sizes_from_the_h
     assert main(["presets", "--size", "1000000000"]) == 2
     err = capsys.readouterr().err
     assert "--size 1000000000" in err and "GB of memory is available" in err, err
+
+
+# ----------------------------------------------------------------------------- 6. only regular files are read
+def test_a_named_pipe_called_b_png_is_not_read(vq_files, tmp_path, capsys):
+    import threading
+
+    from hit_decoder.training import train_config_from_dict
+    from hit_decoder.training.data import build_data
+    from test_training import tiny_config, write_tiny_images
+
+    yaml, ckpt, images = vq_files
+    train = write_tiny_images(tmp_path / "train")
+    for folder in (images, train):
+        os.mkfifo(folder / "b.png")  # opening it for reading blocks until someone writes
+    results = {}
+
+    def work():
+        results["reconstruct"] = main(["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt),
+                                       "--images", str(images), "--out", str(tmp_path / "r")])
+        cfg = train_config_from_dict(tiny_config(tmp_path / "run", data={"train": str(train), "val": str(images)}))
+        results["train"] = [p.name for p in build_data(cfg.data, cfg.seed).train.paths]
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(120)
+    if worker.is_alive():  # blocked on a pipe: release it (a writer that closes at once), then fail
+        for folder in (images, train):
+            with contextlib.suppress(OSError):
+                os.close(os.open(folder / "b.png", os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(30)
+        pytest.fail("reading the folder blocked on the named pipe b.png")
+    assert results["reconstruct"] == 0 and (tmp_path / "r" / "a.png").is_file() and not (tmp_path / "r" / "b.png").exists()
+    assert "b.png" not in results["train"] and len(results["train"]) == 4
+
+
+# ----------------------------------------------------------------------------- 10. sample: --out first, Ctrl-C
+def test_sample_checks_out_before_sampling_and_ctrl_c_is_one_line(vq_files, tmp_path, capsys, monkeypatch):
+    import hit_decoder.sampling as S
+
+    base = _sample_setup(vq_files, tmp_path)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    calls = []
+    real = S.sample_sliding_window
+    monkeypatch.setattr(S, "sample_sliding_window", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main([*base, "--out", str(a_file / "out")]) == 2  # cannot be created: said before any sampling
+    assert "--out" in capsys.readouterr().err and calls == []
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S, "sample_sliding_window", interrupted)
+    try:
+        code = main([*base, "--out", str(tmp_path / "o")])
+    except KeyboardInterrupt:
+        code = "a traceback"
+    err = capsys.readouterr().err
+    assert code == 130 and "interrupted" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists() and not [p for p in tmp_path.iterdir() if ".new-" in p.name]
+
+
+# ----------------------------------------------------------------------------- 11. one-line errors
+def test_more_cli_mistakes_are_one_line_errors(vq_files, tmp_path, capsys):
+    from hit_decoder.cli import one_line
+
+    yaml, ckpt, _ = vq_files
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("channels: [1,\n")
+    swap = ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--out", str(tmp_path / "s")]
+    cases = [(["train", "--config", "demo", "trainer.devices=-5", f"out_dir={tmp_path / 'a'}"], "trainer.devices"),
+             (["train", "--config", "demo", "data=[1,2", f"out_dir={tmp_path / 'a'}"], "cannot parse overrides"),
+             (["train-prior", "--config", "demo", "trainer.devices=abc", f"out_dir={tmp_path / 'a'}"], "trainer.devices"),
+             (["train", "--config", "demo", "seed=99999999999999999999", f"out_dir={tmp_path / 'a'}"], "seed must be"),
+             ([*swap, "--decoder", "hit-1m-f16", "--override", "depths=[1,"], "not valid YAML"),
+             ([*swap, "--decoder", str(broken)], "broken.yaml is not valid YAML"),
+             ([*swap, "--decoder", "hit-1m-f16", "--seed", "99999999999999999999"], "--seed must be")]
+    for argv, msg in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "s").exists()
+    assert "out of memory" in one_line(MemoryError())
+
+
+# ----------------------------------------------------------------------------- 12. smaller
+def test_smaller_careless_inputs(vq_files, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from hit_decoder import create_decoder, save_decoder
+    from hit_decoder.images import load_rgb
+
+    yaml, ckpt, images = vq_files
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(images / "a.jpg")  # a.png is there already
+    out = tmp_path / "r"
+    assert main(["reconstruct", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--images", str(images),
+                 "--out", str(out)]) == 0
+    assert (out / "a.png.png").is_file() and (out / "a.jpg.png").is_file()  # neither replaces the other
+    capsys.readouterr()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned; show rotated by 90 degrees
+    Image.new("RGB", (8, 4), (255, 0, 0)).save(tmp_path / "turned.jpg", exif=exif)
+    assert load_rgb(tmp_path / "turned.jpg").size == (4, 8)
+    Image.fromarray(np.full((4, 4), 2.5, dtype=np.float32), mode="F").save(tmp_path / "bright.tif")
+    with pytest.raises(ValueError, match=r"float pixels outside \[0, 1\]"):
+        load_rgb(tmp_path / "bright.tif")
+    old = os.umask(0o022)
+    try:
+        dec = create_decoder("hit-1m-f16", z_channels=4)
+        path = save_decoder(dec, tmp_path / "d.safetensors")
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+    with pytest.raises(ValueError, match="latent values up to 1e\\+30"):
+        dec(torch.full((1, 4, 2, 2), 1e30))

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--vqgan-config needs --vqgan-ckpt (the model the prior was trained on)")
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
 
     from hit_decoder.fileio import staged_outputs
 

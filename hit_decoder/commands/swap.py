@@ -53,7 +53,10 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--override expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--override {item!r}: the value is not valid YAML ({exc}); e.g. --override 'depths=[1,1]'") from None
     return out
 
 
@@ -62,10 +65,14 @@ def run(args: argparse.Namespace) -> int:
 
     from hit_decoder import adapters
     from hit_decoder.flops import count_parameters
+    from hit_decoder.registry import load_decoder_config
 
     from hit_decoder.fileio import staged_outputs
 
     overrides = parse_overrides(args.override)
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
+    load_decoder_config(args.decoder)  # a preset name or a readable decoder YAML, before the VQGAN is loaded
     # every output of any --format: with --overwrite none of an earlier swap's files can stay behind;
     # the new files replace them only once all are written
     with staged_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
