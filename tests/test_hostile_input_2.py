@@ -192,7 +192,7 @@ def test_training_overwrite_replaces_the_earlier_run_only_when_the_new_one_succe
 
 
 # ----------------------------------------------------------------------------- 5./9. a locked folder, SIGTERM
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
