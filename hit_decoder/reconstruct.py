@@ -12,12 +12,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .fileio import atomic_path, claim_outputs
+from .fileio import atomic_path
 from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
 from .training.data import list_images
 from .training.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
-__all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
+__all__ = ["ReconstructionReport", "reconstruct_folder", "reconstruction_outputs", "output_names"]
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,28 @@ class ReconstructionReport:
         return "\n".join(lines)
 
 
-def claim_reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool) -> None:
-    """Before reconstructing: ``out_dir`` must not hold an earlier run's metrics or a PNG this run
-    would write, unless ``overwrite`` (then those, and the PNGs the earlier metrics.csv lists, are
-    removed first, so no stale reconstruction is left looking current)."""
+def output_names(images: str | os.PathLike, paths: list[Path]) -> dict[Path, Path]:
+    """The reconstruction (relative PNG path) of each input image: ``a/b.jpg`` -> ``a/b.png``; two
+    inputs that would share one name (``x.jpg`` and ``x.png``) keep their suffix (``x.jpg.png``, ``x.png.png``)."""
+    root = Path(images)
+    rel = {p: p.relative_to(root) for p in paths}
+    stems: dict[Path, int] = {}
+    for r in rel.values():
+        stems[r.with_suffix("")] = stems.get(r.with_suffix(""), 0) + 1
+    return {p: r.with_suffix(".png") if stems[r.with_suffix("")] == 1 else r.with_name(r.name + ".png")
+            for p, r in rel.items()}
+
+
+def reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike) -> list[str]:
+    """What reconstructing ``images`` into ``out_dir`` writes (for the check before anything runs);
+    an ``out_dir`` that is ``images`` or inside it is an error (the reconstructions would mix with
+    the input images, and could replace them)."""
     root, out = Path(images), Path(out_dir)
-    names = ["metrics.csv", "metrics.md", *(str(p.relative_to(root).with_suffix(".png")) for p in list_images(root))]
-    earlier = out / "metrics.csv"
-    if overwrite and earlier.is_file():
-        with open(earlier, newline="") as fh:
-            names += [str(Path(row.get("image") or "").with_suffix(".png")) for row in csv.DictReader(fh)
-                      if row.get("image") and not Path(row["image"]).is_absolute() and ".." not in Path(row["image"]).parts]
-    claim_outputs(out, names, overwrite=overwrite, what="--out",
-                  how="pass --overwrite to replace them, or choose another --out")
+    real_root, real_out = os.path.realpath(root), os.path.realpath(out)
+    if real_out == real_root or real_out.startswith(real_root + os.sep):
+        raise ValueError(f"--out {out} is --images {root} or a folder inside it: the reconstructions would mix with "
+                         "the input images; choose an --out outside --images")
+    return ["metrics.csv", "metrics.md", *(str(r) for r in output_names(root, list_images(root)).values())]
 
 
 @torch.no_grad()
@@ -90,6 +99,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
 
     root, out = Path(images), Path(out_dir)
     paths = list_images(root)
+    names = output_names(root, paths)
     f = adapters.downsample_factor(vq)
     vq = vq.to(device).eval()
     report = ReconstructionReport(periods=seam_periods(f))
@@ -110,10 +120,9 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
         quant, _, _ = vq.encode(x)
         xrec = vq.decode(quant).float()  # (1, 3, h, w)
         a, r = to_unit_range(x), to_unit_range(xrec)
-        rel = path.relative_to(root).with_suffix(".png")
-        save_png(tensor_to_pil(xrec[0]), out / rel)
+        save_png(tensor_to_pil(xrec[0]), out / names[path])
         report.rows.append({
-            "image": str(rel.with_suffix(path.suffix)), "width": w, "height": h,
+            "image": str(path.relative_to(root)), "width": w, "height": h,
             "psnr": float(psnr(a, r)[0]), "ssim": float(ssim(a, r)[0]) if min(w, h) >= 11 else "",
             **{f"seam_p{p}": _finite_or_blank(float(seam_ratio(r, p)[0])) for p in report.periods},
         })
@@ -128,6 +137,39 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
     with atomic_path(out / "metrics.md") as tmp:
         tmp.write_text(report.markdown() + "\n")
     return report
+
+
+def check_reconstruction_memory(vq: nn.Module, images: str | os.PathLike, resize: int | None) -> None:
+    """Refuse, before any image is decoded, a folder whose largest image (its size read from the file
+    header, after ``resize``) cannot be reconstructed in the memory available: the decoded image, four
+    float copies and about three activations of the model's widest full-resolution layer per pixel."""
+    from .images import image_size
+    from .memory import GB, fits
+
+    widths = [int(m.out_channels) for m in (getattr(getattr(vq, "encoder", None), "conv_in", None),) if m is not None]
+    dec = vq.decoder
+    widths.append(dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
+    per_pixel = 3 + 4 * 3 * 4 + 3 * 4 * max(widths)
+    biggest = None
+    for path in list_images(images):
+        try:
+            w, h = image_size(path)
+        except UNREADABLE_IMAGE_ERRORS:
+            continue  # skipped with a warning when it is read
+        if resize is not None:
+            s = resize / min(w, h)
+            w, h = max(resize, round(w * s)), max(resize, round(h * s))
+        if biggest is None or w * h > biggest[1] * biggest[2]:
+            biggest = (path, w, h)
+    if biggest is None:
+        return
+    path, w, h = biggest
+    ok, free = fits(w * h * per_pixel)
+    if not ok:
+        after = f" after --resize {resize}" if resize is not None else ""
+        raise MemoryError(f"{path} is {w}x{h} px{after}; reconstructing it needs about {w * h * per_pixel / GB:.1f} GB, "
+                          f"but {free / GB:.1f} GB of memory is available: use a smaller --resize (e.g. --resize 1024), "
+                          "or leave the image out")
 
 
 def _finite_or_blank(v: float) -> float | str:

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from ..configfile import read_config_source, shipped_configs, strict_config
+from ..configfile import check_devices, read_config_source, shipped_configs, strict_config
 
 __all__ = [
     "TrainConfig",
@@ -69,7 +69,8 @@ class ModelConfig:
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
     vqgan_config: Optional[str] = None
     vqgan_ckpt: Optional[str] = None
-    allow_unsafe_pickle: bool = False
+    # full unpickling of vqgan_ckpt is never a config key: run_training(allow_unsafe_pickle=True) /
+    # --allow-unsafe-pickle (configfile.UNPICKLE_OPT_INS)
     # decoder_swap, instead of vqgan_config + vqgan_ckpt: a local diffusers VQModel folder (or a
     # hit-decoder diffusers file); needs the diffusers extra
     diffusers_model: Optional[str] = None
@@ -213,6 +214,7 @@ def validate_swap_source(cfg: TrainConfig) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Cross-field and range checks OmegaConf's typing cannot express."""
     _check(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
+    _check(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
     d, l, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
     _check(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
     _check(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
@@ -239,6 +241,8 @@ def validate(cfg: TrainConfig) -> None:
     _check(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
     _check(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
     _check(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
+    check_devices(t.devices, "trainer.devices")
+    _check(t.num_nodes >= 1, f"trainer.num_nodes must be >= 1, got {t.num_nodes}")
     for name in ("log_every", "val_every", "image_every", "ckpt_every"):
         _check(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
     _check(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),

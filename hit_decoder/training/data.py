@@ -88,7 +88,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         seen_dirs.update(os.path.realpath(os.path.join(dirpath, d)) for d in dirnames)
         for f in sorted(filenames):
             real = os.path.realpath(os.path.join(dirpath, f))
-            if f.lower().endswith(IMAGE_EXTENSIONS) and real not in seen_files:  # one image, counted once
+            # one image, counted once; only regular files (a named pipe called b.png would block reading)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and real not in seen_files and os.path.isfile(real):
                 seen_files.add(real)
                 files.append(Path(dirpath) / f)
     if not files:
