@@ -1,5 +1,5 @@
-"""The chroma ratio (colour kept by a reconstruction) on synthetic images with known answers, and
-CIELAB chroma against scikit-image's independent conversion."""
+"""The chroma ratio (colour kept by a reconstruction) and the code-histogram distance on inputs
+with known answers, and CIELAB chroma against scikit-image's independent conversion."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from hit_decoder.training.metrics import chroma_ratio, lab_chroma, mean_chroma
+from hit_decoder.training.metrics import chroma_ratio, code_histogram_tv, lab_chroma, mean_chroma
 
 
 def _nchw(a: np.ndarray) -> torch.Tensor:
@@ -61,3 +61,12 @@ def test_chroma_ratio_is_per_image_and_nan_for_grey_originals():
         chroma_ratio(a, a[..., :4])
     with pytest.raises(ValueError, match="RGB images"):
         lab_chroma(a[:, :1])
+
+
+def test_code_histogram_tv_known_answers():
+    a = torch.tensor([[0, 0, 1, 1]])
+    assert code_histogram_tv(a, torch.tensor([1, 0, 1, 0, 0, 1]), 4) == 0.0  # same frequencies, other sizes
+    assert code_histogram_tv(a, torch.tensor([2, 3]), 4) == 1.0  # disjoint
+    assert code_histogram_tv(a, torch.tensor([0, 0, 0, 2]), 4) == pytest.approx(0.5)  # |.5-.75|+|.5-0|+|0-.25| = 1
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        code_histogram_tv(a, torch.tensor([4]), 4)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["to_unit_range", "psnr", "ssim", "codebook_perplexity", "luminance", "seam_ratio", "seam_periods",
-           "seam_ratios", "lab_chroma", "mean_chroma", "chroma_ratio", "GREY_CHROMA"]
+           "seam_ratios", "lab_chroma", "mean_chroma", "chroma_ratio", "GREY_CHROMA", "code_histogram_tv"]
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,19 @@ def codebook_perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:
     p = counts / counts.sum().clamp_min(1)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()
     return torch.exp(entropy).float()
+
+
+def code_histogram_tv(a: torch.Tensor, b: torch.Tensor, n_codes: int) -> float:
+    """Total-variation distance between the code histograms of two index tensors (any shapes):
+    ``0.5 * sum_k |p_a(k) - p_b(k)|``, 0 for the same code frequencies, 1 for disjoint code sets."""
+    if a.numel() == 0 or b.numel() == 0:
+        raise ValueError(f"code_histogram_tv: both index tensors need codes, got {a.numel()} and {b.numel()}")
+    pa = torch.bincount(a.flatten().long(), minlength=n_codes).double() / a.numel()
+    pb = torch.bincount(b.flatten().long(), minlength=n_codes).double() / b.numel()
+    if pa.numel() != n_codes or pb.numel() != n_codes:
+        raise ValueError(f"code_histogram_tv: codes must lie in [0, {n_codes}), got a largest code of "
+                         f"{max(int(a.max()), int(b.max()))}")
+    return float(0.5 * (pa - pb).abs().sum())
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
