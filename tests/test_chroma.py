@@ -70,3 +70,31 @@ def test_code_histogram_tv_known_answers():
     assert code_histogram_tv(a, torch.tensor([0, 0, 0, 2]), 4) == pytest.approx(0.5)  # |.5-.75|+|.5-0|+|0-.25| = 1
     with pytest.raises(ValueError, match=r"\[0, 4\)"):
         code_histogram_tv(a, torch.tensor([4]), 4)
+
+
+def test_reconstruct_table_has_the_chroma_ratio(tmp_path):
+    """`reconstruct_folder` (what `hit-decoder reconstruct` runs) reports each image's chroma ratio,
+    equal to the metric on the written PNG (up to 8-bit rounding), and none for a grey image."""
+    from PIL import Image
+
+    from hit_decoder.images import fit_to_factor
+    from hit_decoder.reconstruct import reconstruct_folder
+    from hit_decoder.training import load_train_config
+    from hit_decoder.training.models import build_models
+
+    images = tmp_path / "images"
+    images.mkdir()
+    colour = (lab2rgb(_lab_image(3, 32)) * 255).round().astype(np.uint8)
+    Image.fromarray(colour).save(images / "colour.png")
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(images / "grey.png")
+    vq = build_models(load_train_config("demo", ["seed=0"])).vq.eval()
+    report = reconstruct_folder(vq, images, tmp_path / "out")
+    rows = {r["image"]: r for r in report.rows}
+    assert rows["grey.png"]["chroma_ratio"] == ""
+    with Image.open(tmp_path / "out" / "colour.png") as img:
+        recon = fit_to_factor(img.convert("RGB"), 4)[None]
+    expected = chroma_ratio(_nchw(colour / 255.0), (recon + 1) / 2)
+    assert rows["colour.png"]["chroma_ratio"] == pytest.approx(float(expected[0]), abs=0.02)
+    assert report.mean_chroma_ratio == rows["colour.png"]["chroma_ratio"]
+    table = (tmp_path / "out" / "metrics.md").read_text()
+    assert "| chroma ratio |" in table and "Chroma ratio: mean CIELAB chroma" in table

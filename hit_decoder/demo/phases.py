@@ -265,11 +265,12 @@ def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str
             "counts": counts.tolist()}
 
 
-def _training_photographs(factor: int, side: int) -> list[torch.Tensor]:
-    from ..training.data import EMBEDDED_TRAIN
+def _training_photographs(factor: int, train: tuple[tuple[str, ...], int]) -> list[torch.Tensor]:
+    """The photographs a phase trained on (``(names, shorter side)``), whole."""
     from ..training.evaluate import held_out_images
 
-    return list(held_out_images(factor, side, EMBEDDED_TRAIN).values())
+    names, side = train
+    return list(held_out_images(factor, side, names).values())
 
 
 @torch.no_grad()
@@ -298,7 +299,7 @@ def _decoder_cost(vq: torch.nn.Module, latent: tuple[int, int]) -> dict[str, flo
 
 
 @torch.no_grad()
-def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: int) -> dict[str, Any]:
+def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train: tuple[tuple[str, ...], int]) -> dict[str, Any]:
     """The CNN and the HiT decoder on the SAME codes of the held-out photographs (whole): scores,
     reconstructions, cost, and decode times measured interleaved in this process."""
     from .. import adapters
@@ -325,13 +326,13 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: in
         decoders[k]["decode_seconds"] = s
     originals = {f"seam_p{p}": sum(float(seam_ratio(to_unit_range(x), p)[0]) for x in images.values()) / len(images)
                  for p in seam_periods(factor)}
-    usage = _codebook_usage(models["cnn"], _training_photographs(factor, train_side))
+    usage = _codebook_usage(models["cnn"], _training_photographs(factor, train))
     return {"factor": factor, "decoders": decoders, "originals": originals, "codes_identical": identical,
             "codebook": usage, "images": images, "recon": recon, "eval_side": plan.eval_side}
 
 
 @torch.no_grad()
-def evaluate_stage1(plan: DemoPlan, model: str, train_side: int) -> dict[str, Any]:
+def evaluate_stage1(plan: DemoPlan, model: str, train: tuple[tuple[str, ...], int]) -> dict[str, Any]:
     """The stage-1 VQGAN (HiT decoder) on the held-out photographs, whole, and its codebook usage."""
     from .. import adapters
     from ..training.evaluate import held_out_images, mean_scores
@@ -342,7 +343,7 @@ def evaluate_stage1(plan: DemoPlan, model: str, train_side: int) -> dict[str, An
     _, recon = _reconstruct(vq, images)
     per = {n: _scores(x, recon[n], factor) for n, x in images.items()}
     return {"factor": factor, "images_scores": per, "mean": mean_scores(per), "recon": recon,
-            "codebook": _codebook_usage(vq, _training_photographs(factor, train_side)),
+            "codebook": _codebook_usage(vq, _training_photographs(factor, train)),
             **_decoder_cost(vq, (256 // factor, 256 // factor))}
 
 

@@ -91,11 +91,13 @@ class _Worker:
             self.process.join(timeout=10)
 
 
-def _train_side(run: dict[str, Any]) -> int:
-    """The shorter side the phase's training photographs were resized to (its codebook usage is
-    measured on the training photographs at that size)."""
+def _train_photos(run: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """The embedded photographs a phase trained on and the shorter side they were resized to (its
+    codebook usage is measured on them at that size)."""
+    from ..training.data import EMBEDDED_TRAIN
+
     data = run["config"]["data"]
-    return int(data["resize"] or data["size"])
+    return tuple(data.get("embedded_train") or EMBEDDED_TRAIN), int(data["resize"] or data["size"])
 
 
 def _versions() -> dict[str, str]:
@@ -141,8 +143,8 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
             swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
-                                      _train_side(swap["cnn"]))
-            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_side(stage1))
+                                      _train_photos(swap["cnn"]))
+            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
             evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
             d = swap_eval["decoders"]
             reporter.finish("evaluate", "held-out photographs (whole), same codes: "
