@@ -141,7 +141,7 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
     for v in s["priors"].values():
         assert v["max_abs_diff"] == 0.0  # HiT decoders tile exactly
         assert 0 <= v["tv"] <= 1 and v["sampling_seconds"] > 0 and v["batches"] == 3
-        assert v["seam_window"] is None or v["seam_window"] >= 0
+        assert all(v[k] is None or v[k] >= 0 for k in ("seam_window", "seam_shifted"))
     assert s["speedup"] > 0 and s["period_px"] == s["window"][0] * s["factor"]
     assert 0 <= s["texture"]["tv_halves"] <= 1
     assert any(x.startswith("L1") for x in report["stage1"]["losses"])

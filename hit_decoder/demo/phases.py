@@ -232,7 +232,9 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[s
                         "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
                         "decode_seconds": {"tiled": tiled_seconds, "whole": whole_seconds},
                         "codes_used": int(idx.unique().numel()), "tv": code_histogram_tv(idx, photo_codes, n_codes),
-                        "seam_window": _finite_or_none(float(seam_ratio(to_unit_range(tiled), period)[0]))}
+                        "seam_window": _finite_or_none(float(seam_ratio(to_unit_range(tiled), period)[0])),
+                        # control: the same image measured on lines half a window away from the window borders
+                        "seam_shifted": _finite_or_none(float(seam_ratio(to_unit_range(tiled[..., period // 2:, period // 2:]), period)[0]))}
         reporter.finish(f"sample_{key}", f"[sampling] {PRIOR_TITLES[key]} sampled {shape[0]}x{shape[1]} codes with {how}, "
                         f"decoded in {min(window)}x{min(window)}-code tiles: code-histogram TV to {plan.texture} "
                         f"{samples[key]['tv']:.3f}, seam ratio at {period} px {_num(samples[key]['seam_window'])}, "

@@ -307,9 +307,9 @@ def _sampling_section(data: dict[str, Any], pngs: dict[str, bytes], curve: bytes
 
     rows = [[PRIOR_NAMES[k], str(v["batches"]), f"{v['loss'][0]:.3f} &rarr; {v['loss'][1]:.3f}", _f(v["sampling_seconds"], ".1f"),
              f"{s['speedup']:.1f}x" if k == "windowed" else "1.0x", _f(v["tv"], ".3f"), _f(v["seam_window"], ".2f"),
-             f"{v['codes_used']}", exact(v)] for k, v in p.items()]
+             _f(v["seam_shifted"], ".2f"), f"{v['codes_used']}", exact(v)] for k, v in p.items()]
     rows.append([f"<i>the photograph ({_e(t['name'])}: top half vs bottom half; its reconstruction's seams)</i>", "", "", "", "",
-                 _f(t["tv_halves"], ".3f"), _f(t["seam_window"], ".2f"), f"{t['codes_used']}", ""])
+                 _f(t["tv_halves"], ".3f"), _f(t["seam_window"], ".2f"), "", f"{t['codes_used']}", ""])
     pictures = (_img(pngs["texture_photo"], "texture photograph", f"<b>{_e(t['name'])}</b>: the priors' only training data "
                      f"({th * f}x{tw * f} px, {th}x{tw} codes)", "px")
                 + _img(pngs["texture_recon"], "its reconstruction", "its stage-1 reconstruction (what the codes can show)", "px"))
@@ -335,10 +335,12 @@ earlier codes with relative positions, so one token forward per code streams ove
 <p class="note">Yellow lines: every {wh}x{ww} codes = {period}x{period} px (one prior window, one decoding tile), drawn on both
 samples, enlarged {scale}x. <b>TV</b>: total-variation distance between the code histogram of the sample and that of the photograph
 (0 = the same codes in the same proportions, 1 = no code in common). <b>Seam ratio at {period} px</b>: the seam ratio of the
-decoded sample at the window period (1.0 = window borders invisible). The photograph's row gives what two pieces of the
-texture itself score.</p>
+decoded sample at the window period (1.0 = window borders invisible); the control measures the same sample on lines half
+a window away from the borders, where no window border lies: on a sparse texture both move with where bright spots happen
+to fall, and only a seam ratio above its control says that the borders show. The photograph's row gives what two pieces of
+the texture itself score.</p>
 {_table(["prior", "batches", "training loss (nats/code)", "sampling s", "speed-up", "TV to the photograph",
-         f"seam ratio at {period} px", "codes used", "tiled vs whole decode"], rows)}
+         f"seam ratio at {period} px", "same, lines shifted half a window (control)", "codes used", "tiled vs whole decode"], rows)}
 <div class="row">{pictures}</div>
 <div class="row">{samples}</div>
 <p class="note"><b>What the pictures show:</b> whether each sample continues the texture of the photograph on the left over a canvas
@@ -439,7 +441,7 @@ def write_report(out: Path, context: dict[str, Any], *, swap: dict, swap_eval: d
                      "priors": {k: {"batches": priors[k]["batches"], "loss": priors[k]["losses"],
                                     "codes_sha": _codes_digest(v["codes"]),
                                     **{m: v[m] for m in ("sampling_seconds", "decode_seconds", "max_abs_diff", "mean_abs_diff",
-                                                         "codes_used", "tv", "seam_window")}}
+                                                         "codes_used", "tv", "seam_window", "seam_shifted")}}
                                 for k, v in samples.items()}},
         "times": timings,
         "configs": {title: {"name": name, "overrides": run["overrides"], "merged": run["config"]} for title, name, run in (
