@@ -330,8 +330,9 @@ tiles) and whole. <b>Which is which:</b> the <b>taming GPT</b> sees one {wh}x{ww
 beyond it, the sliding window re-places that crop around each code and runs the GPT over it (taming's algorithm; here its
 fast path with a key/value cache per window). The <b>windowed prior</b> predicts each code from a fixed neighbourhood of
 earlier codes with relative positions, so one token forward per code streams over any canvas: it samples
-{s['speedup']:.1f}x faster here. They differ in what they condition on: the GPT's context jumps as the window moves
-(taming's placement), the windowed prior's context is the same shape everywhere.</p>
+{s['speedup']:.1f}x faster here. They differ in what each code is conditioned on: for the GPT, the codes before it (in raster
+order) in its {wh}x{ww} window, whose shape depends on where the code sits in the window (the window is clamped at the canvas
+edges); for the windowed prior, a neighbourhood of the same shape everywhere, with no window to border on.</p>
 <p class="note">Yellow lines: every {wh}x{ww} codes = {period}x{period} px (one prior window, one decoding tile), drawn on both
 samples, enlarged {scale}x. <b>TV</b>: total-variation distance between the code histogram of the sample and that of the photograph
 (0 = the same codes in the same proportions, 1 = no code in common). <b>Seam ratio at {period} px</b>: the seam ratio of the
