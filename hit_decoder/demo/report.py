@@ -300,7 +300,7 @@ def _sampling_section(data: dict[str, Any], pngs: dict[str, bytes], curve: bytes
     th, tw = t["grid_codes"]
     f, scale, period = s["factor"], s["display_scale"], s["period_px"]
     p = s["priors"]
-    gpt, win = p["prior"], p["windowed"]
+    gpt = p["prior"]
 
     def exact(v: dict[str, Any]) -> str:
         return "identical (exact tiling)" if v["max_abs_diff"] == 0 else f"max |tiled - whole| = {v['max_abs_diff']:.3e}"
