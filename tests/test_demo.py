@@ -164,7 +164,7 @@ def test_the_comparisons_are_fair(runs):
     assert (gpt.pop("out_dir"), win.pop("out_dir")) != (None, None)
     assert gpt == win
     cnn, hit = (report["configs"][k]["merged"] for k in ("decoder swap, CNN VQGAN", "decoder swap, HiT decoder"))
-    assert report["swap"]["batches"]["cnn"] == report["swap"]["batches"]["hit"]
+    assert report["swap"]["batches"]["cnn"] == report["swap"]["batches"]["swap"]
     for key in ("l1_weight", "l2_weight", "perceptual_weight", "disc_weight"):
         assert cnn["loss"][key] == hit["loss"][key], key
     assert [x for x in report["swap"]["losses"]["cnn"] if not x.startswith("codebook")] == report["swap"]["losses"]["hit"]
