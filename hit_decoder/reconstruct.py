@@ -1,4 +1,5 @@
-"""Reconstruct a folder of images with a VQ model and score them (PSNR, SSIM and seam ratios per image)."""
+"""Reconstruct a folder of images with a VQ model and score them (PSNR, SSIM, chroma ratio and seam
+ratios per image)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from torch import nn
 from .fileio import atomic_path
 from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
 from .training.data import list_images
-from .training.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .training.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
 __all__ = ["ReconstructionReport", "reconstruct_folder", "reconstruction_outputs", "output_names"]
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ReconstructionReport:
-    rows: list[dict[str, object]] = field(default_factory=list)  # image, width, height, psnr, ssim, seam_p*
+    rows: list[dict[str, object]] = field(default_factory=list)  # image, width, height, psnr, ssim, chroma_ratio, seam_p*
     skipped: list[str] = field(default_factory=list)
     periods: list[int] = field(default_factory=list)  # seam-ratio periods (2, 4, ..., the model's factor)
 
@@ -40,23 +41,32 @@ class ReconstructionReport:
     def mean_ssim(self) -> float:
         return self._mean("ssim")
 
+    @property
+    def mean_chroma_ratio(self) -> float:
+        """Mean over the colour images (a grey image has no chroma ratio)."""
+        return self._mean("chroma_ratio")
+
     def mean_seam(self, period: int) -> float:
         return self._mean(f"seam_p{period}")
 
     @property
     def fieldnames(self) -> list[str]:
-        return ["image", "width", "height", "psnr", "ssim", *(f"seam_p{p}" for p in self.periods)]
+        return ["image", "width", "height", "psnr", "ssim", "chroma_ratio", *(f"seam_p{p}" for p in self.periods)]
 
     def markdown(self) -> str:
         fmt = lambda v, spec: format(float(v), spec) if v != "" else "n/a"  # noqa: E731
         seam_head = "".join(f" seam p{p} |" for p in self.periods)
-        lines = [f"| image | size | PSNR (dB) | SSIM |{seam_head}", "|---|---|---:|---:|" + "---:|" * len(self.periods)]
+        lines = [f"| image | size | PSNR (dB) | SSIM | chroma ratio |{seam_head}", "|---|---|---:|---:|---:|" + "---:|" * len(self.periods)]
         for r in self.rows:
             seams = "".join(f" {fmt(r[f'seam_p{p}'], '.2f')} |" for p in self.periods)
-            lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {fmt(r['ssim'], '.4f')} |{seams}")
+            lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {fmt(r['ssim'], '.4f')} | "
+                         f"{fmt(r['chroma_ratio'], '.2f')} |{seams}")
         seams = "".join(f" **{self.mean_seam(p):.2f}** |" for p in self.periods)
-        lines.append(f"| **mean of {len(self.rows)}** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** |{seams}")
-        lines += ["", "Seam ratio at period p: mean |luminance step| across the lines of a p-pixel grid / mean elsewhere "
+        lines.append(f"| **mean of {len(self.rows)}** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | "
+                     f"**{fmt(self.mean_chroma_ratio, '.2f')}** |{seams}")
+        lines += ["", "Chroma ratio: mean CIELAB chroma of the reconstruction / of the original (1.0 = colour kept, "
+                  "below 1 = paler; n/a for grey originals).",
+                  "", "Seam ratio at period p: mean |luminance step| across the lines of a p-pixel grid / mean elsewhere "
                   "(about 1.0 for a photograph; above 1: the decoder paints its code cells, p = the factor, or its "
                   "upsampling pattern, p = 2)."]
         return "\n".join(lines)
@@ -124,6 +134,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
         report.rows.append({
             "image": str(path.relative_to(root)), "width": w, "height": h,
             "psnr": float(psnr(a, r)[0]), "ssim": float(ssim(a, r)[0]) if min(w, h) >= 11 else "",
+            "chroma_ratio": _finite_or_blank(float(chroma_ratio(a, r)[0])),
             **{f"seam_p{p}": _finite_or_blank(float(seam_ratio(r, p)[0])) for p in report.periods},
         })
     if not report.rows:
