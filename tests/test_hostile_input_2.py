@@ -230,7 +230,7 @@ def test_a_running_train_locks_its_folder_and_sigterm_stops_it_with_a_resumable_
         first.kill()
     assert code == 143, err[-2000:]
     assert "stopped by SIGTERM" in err and "resume=auto" in err and "Traceback" not in err, err[-2000:]
-    assert took < 45 and not (out / ".hit-decoder.lock").exists()
+    assert took < 90 and not (out / ".hit-decoder.lock").exists()
     done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hit_decoder_training"]["batches_done"]
     assert done >= 2
     assert main(["train", "--config", str(yaml), "resume=auto", f"trainer.max_batches={done + 1}"]) == 0
@@ -262,7 +262,7 @@ def test_sigterm_stops_train_prior_with_a_resumable_checkpoint(tmp_path):
         code, err, took = _terminate(proc)
     finally:
         proc.kill()
-    assert code == 143 and "resume=auto" in err and took < 45, err[-2000:]
+    assert code == 143 and "resume=auto" in err and took < 90, err[-2000:]
     done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hit_decoder_batches_done"]
     assert done >= 2 and not (out / "prior.safetensors").exists()
     assert main([*argv[:-2], "resume=auto", f"trainer.max_batches={done + 1}"]) == 0
