@@ -10,23 +10,43 @@ each in a fresh subprocess so that one measurement cannot inherit another's allo
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
-import statistics
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from hit_decoder.fileio import atomic_path
+def _import_stdlib_profile() -> None:
+    """benchmarks/profile.py would shadow the standard library's ``profile`` for scripts run from
+    this folder, and cProfile (imported by ``torch.compile``) needs the real one: import it first,
+    with this folder off the path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    try:
+        sys.modules.pop("profile", None)
+        import cProfile  # noqa: F401
+        import profile  # noqa: F401
+    finally:
+        sys.path[:] = saved
 
-__all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "measure", "markdown_table", "update_section"]
+
+_import_stdlib_profile()
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from hit_decoder.fileio import atomic_path  # noqa: E402
+
+__all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "latent_for", "cpu_flags", "precision_context",
+           "measure", "markdown_table", "update_section"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
 TAMING_F16_DDCONFIG = dict(
@@ -47,31 +67,81 @@ class DecodeResult:
     peak_mem_mb: float | None
 
 
+#: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
+QUALITY_ARMS = {"hit-m": "hit-m", "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
+
+
 def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name. Seeded in a fork of
-    the global RNG: the caller's random state is left as it was."""
+    """A randomly initialised decoder: ``taming-cnn-f16``, a HiT preset name or a quality-benchmark
+    arm (:data:`QUALITY_ARMS`). Seeded in a fork of the global RNG: the caller's random state is
+    left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if name == CNN_NAME:
+        if name == CNN_NAME or name == "cnn-f8":
             import hit_decoder.adapters  # noqa: F401  (taming import shims)
             from taming.modules.diffusionmodules.model import Decoder
 
+            cfg = TAMING_F16_DDCONFIG if name == CNN_NAME else _quality().DDCONFIG
             with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
-                return Decoder(**TAMING_F16_DDCONFIG).eval()
+                return Decoder(**cfg).eval()
+        if name in QUALITY_ARMS:
+            from hit_decoder import HiTDecoder
+
+            return HiTDecoder(_quality().HIT[QUALITY_ARMS[name]]).eval()
         from hit_decoder import create_decoder
 
         return create_decoder(name).eval()
 
 
+def _quality():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality
+
+    return quality
+
+
 def _factor(model: torch.nn.Module) -> int:
-    from hit_decoder import adapters
+    f = getattr(model, "downsample_factor", None)
+    if f:
+        return f
+    return 2 ** (model.num_resolutions - 1)  # taming Decoder
 
-    return getattr(model, "downsample_factor", None) or adapters.downsample_factor(TAMING_F16_DDCONFIG)
+
+def _z_channels(model: torch.nn.Module) -> int:
+    return getattr(model, "z_channels", None) or model.conv_in.in_channels  # HiT / taming Decoder
 
 
-def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:
+def latent_for(model: torch.nn.Module, size: int, batch: int = 1) -> torch.Tensor:
+    """A fixed random latent that ``model`` decodes to ``batch`` images of ``size``² pixels."""
     f = _factor(model)
-    return torch.randn(1, 256, size // f, size // f, generator=torch.Generator().manual_seed(1))
+    return torch.randn(batch, _z_channels(model), size // f, size // f, generator=torch.Generator().manual_seed(1))
+
+
+
+def cpu_flags(wanted=("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_fp16")) -> list[str]:
+    """The CPU flags among ``wanted`` that ``/proc/cpuinfo`` lists (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [f for f in wanted if f in flags]
+
+
+def has_bf16_units() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
+def precision_context(precision: str, device_type: str = "cpu"):
+    """``fp32``: nothing; ``bf16-autocast``: ``torch.autocast`` to bfloat16 (a cast decoder needs none)."""
+    if precision == "bf16-autocast":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _vm_kb(field: str) -> int:
@@ -99,8 +169,8 @@ def _peak_in_this_process(name: str, size: int) -> float:
 
     model = build_decoder(name)
     with torch.no_grad():  # warm-up at the smallest size: lazy library/thread-pool set-up is not counted
-        model(_latent(model, _factor(model)))
-    z = _latent(model, size)
+        model(latent_for(model, _factor(model)))
+    z = latent_for(model, size)
     gc.collect()
     base = _vm_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -118,10 +188,10 @@ def measure(names: list[str], sizes: list[int], *, repeats: int = 2, memory: boo
     models = {name: build_decoder(name) for name in names}
     with torch.no_grad():
         for model in models.values():
-            model(_latent(model, min(sizes)))  # warm-up: lazy library / thread-pool set-up
+            model(latent_for(model, min(sizes)))  # warm-up: lazy library / thread-pool set-up
     results = []
     for size in sizes:
-        latents = {name: _latent(m, size) for name, m in models.items()}
+        latents = {name: latent_for(m, size) for name, m in models.items()}
         times: dict[str, list[float]] = {name: [] for name in names}
         with torch.no_grad():
             for _ in range(repeats):
