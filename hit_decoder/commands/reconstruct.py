@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replace earlier outputs in --out (default: refuse to touch them)")
     p.add_argument("--resize", type=int, default=None, help="resize the shorter side to this many pixels first")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="decoding precision (bf16: fast only with bf16 matrix units; default fp32)")
     p.set_defaults(func=run)
 
 
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         vq = adapters.load_vqmodel(args.model)
     else:
         vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    report = reconstruct_folder(vq, args.images, args.out, resize=args.resize, device=args.device)
+    report = reconstruct_folder(vq, args.images, args.out, resize=args.resize, device=args.device,
+                                precision=args.precision)
     print(report.markdown())
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable image(s): {', '.join(report.skipped)}")

@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="decoding precision (bf16: fast only with bf16 matrix units; default fp32)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace earlier outputs in --out (default: refuse to touch them)")
@@ -136,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
     from hit_decoder.adapters import decode_codes
+    from hit_decoder.precision import decode_precision
     from hit_decoder.images import save_png, tensor_to_pil
 
     same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
@@ -171,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
                                 top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
                                 window=None if windowed else (wh, ww))  # (B, h, w)
     with torch.no_grad():
-        images = decode_codes(vq, idx, tile=tile, progress=tile is not None).cpu()  # (B, 3, H, W)
+        with decode_precision(args.precision, args.device):
+            images = decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     files = []

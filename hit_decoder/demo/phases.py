@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from ..precision import decode_precision
 from .plan import PHASE_CONFIGS, DemoPlan
 from .terminal import BatchProgress, Reporter
 
@@ -176,10 +177,12 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, prior_file: st
     reporter.start("decode", "[sampling] decoding")
     tile = min(window)
     t = time.perf_counter()
-    tiled = adapters.decode_codes(vq, idx, tile=tile, progress=bars)  # (1, 3, H, W) in [-1, 1]
+    with decode_precision(plan.precision):
+        tiled = adapters.decode_codes(vq, idx, tile=tile, progress=bars).float()  # (1, 3, H, W) in [-1, 1]
     tiled_seconds = time.perf_counter() - t
     t = time.perf_counter()
-    whole = adapters.decode_codes(vq, idx)
+    with decode_precision(plan.precision):
+        whole = adapters.decode_codes(vq, idx).float()
     whole_seconds = time.perf_counter() - t
     decoding = job.timing("decode", "decoding (tiled + whole)", start)
     diff = (tiled - whole).abs()
