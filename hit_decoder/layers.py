@@ -306,8 +306,10 @@ class LatentCrossAttention(nn.Module):
         torch._assert(Hs == h * s, "LatentCrossAttention.attend: pixel rows do not match the groups")
         torch._assert(Ws == w * s, "LatentCrossAttention.attend: pixel columns do not match the groups")
         q = self.q(x).view(B * h * s * w, 1, s * nh, dh)  # (runs, 1, s*heads, dh): a view
-        k = k.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh)  # (runs, 1, n2, dh)
-        v = v.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh)
+        # contiguous: at s = 1 the reshape is a view of the gathered windows, whose batch stride of 1
+        # sends CPU attention down a per-window loop
+        k = k.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh).contiguous()  # (runs, 1, n2, dh)
+        v = v.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh).contiguous()
         bias = self._run_bias(mask, q.dtype)  # (h*s*w, s*heads, n2)
         bias = bias.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * h * s * w, 1, s * nh, n2)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (runs, 1, s*heads, dh)
