@@ -239,7 +239,12 @@ class _RgbHead(nn.Module):
 class HiTDecoder(nn.Module):
     """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
 
-    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = 65536,
+    #: default row band (tokens): an MLP band's hidden layer (2 MB at 64 channels) stays in cache,
+    #: which ran a 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread, with
+    #: bit-identical output (see docs/performance.md)
+    DEFAULT_CHUNK_TOKENS = 8192
+
+    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
                  check_finite: bool = False) -> None:
         super().__init__()
         if not isinstance(config, HiTDecoderConfig):
@@ -249,7 +254,8 @@ class HiTDecoder(nn.Module):
             )
         self.config = config
         #: runtime setting, not architecture (not saved): without autograd, per-pixel work in large
-        #: stages runs in row bands of about this many tokens; any value gives the same image
+        #: stages runs in row bands of about this many tokens (for speed and memory); any value gives
+        #: the same image
         self.inference_chunk_tokens = int(inference_chunk_tokens)
         #: runtime setting: raise on NaN / inf in ``z`` (one host synchronisation per call; off by
         #: default so that ``forward`` never waits on the device and compiles as one graph)
@@ -339,8 +345,9 @@ class HiTDecoder(nn.Module):
     def decode_large(self, z: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
         """The memory policy, in one place: decode ``z`` without autograd with bounded
         intermediates. Per-token work runs in row bands of about ``chunk_tokens`` tokens (default
-        ``inference_chunk_tokens``); a grid wider than high whose rows alone exceed a few bands is
-        decoded in exact column tiles (the row bands cannot split a grid only a few codes high),
+        ``inference_chunk_tokens``); a grid wider than high whose rows alone exceed 32 bands is
+        decoded in exact column tiles of about 8 bands (the row bands cannot split a grid only a
+        few codes high),
         so a 1 x 100000 grid costs what a square grid of the same area costs. The image equals the
         whole decode up to matmul rounding (bit-identical across column tiles in float32; tests)."""
         from .tiling import decode_tiled, hit_tile_geometry
@@ -349,9 +356,10 @@ class HiTDecoder(nn.Module):
         bands = _RowBands(chunk)
         B, _, h, w = z.shape
         f = self.config.downsample_factor
-        if w > h and B * w * f * f > 4 * chunk:
+        tile_tokens = 8 * chunk  # column tiles: wide enough that the tiles' shared margins cost little
+        if w > h and B * w * f * f > 4 * tile_tokens:
             g = hit_tile_geometry(self.config)
-            cols = max(g.align, (chunk // max(1, B * h * f * f)) // g.align * g.align)
+            cols = max(g.align, (tile_tokens // max(1, B * h * f * f)) // g.align * g.align)
             if cols < w:
                 return decode_tiled(lambda t: self._decode(t, bands), z, tile=(h, cols), margin=g.margin, align=g.align)
         return self._decode(z, bands)

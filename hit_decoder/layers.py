@@ -358,7 +358,9 @@ class Mlp(nn.Module):
         h = self.fc1(x)  # (B, H, W, hidden)
         if self.dwconv is not None:
             h = self.dwconv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, hidden)
+        h = F.gelu(h)  # before the crop: on a contiguous tensor (a strided one takes GELU's
+        # scalar path, whose last bits differ, and banded decoding would not equal the whole)
         top, bottom = crop
         if top or bottom:
-            h = h[:, top : h.shape[1] - bottom]
-        return self.fc2(F.gelu(h))  # (B, H', W, C)
+            h = h[:, top : h.shape[1] - bottom]  # (B, H', W, hidden)
+        return self.fc2(h)  # (B, H', W, C)

@@ -105,7 +105,7 @@ def test_wide_grids_decode_in_exact_column_tiles_without_autograd():
     """A grid a few codes high and many wide is decoded in column tiles (bounded memory); the
     result equals the whole decode (autograd on: never tiled, never chunked) up to rounding."""
     torch.manual_seed(0)
-    dec = HiTDecoder(HiTDecoderConfig(**TINY), inference_chunk_tokens=64).eval()
+    dec = HiTDecoder(HiTDecoderConfig(**TINY), inference_chunk_tokens=8).eval()
     z = torch.randn(1, 8, 2, 45)
     calls = []
     original = dec._decode
