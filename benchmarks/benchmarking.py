@@ -1,4 +1,4 @@
-"""Side-by-side decoder measurements: taming's CNN decoder against the HiT presets.
+"""Helpers of the decoder benchmarks (decoder.py, profile.py): building decoders by name, latents, CPU flags.
 
 Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md).
 Every number is measured in the run that reports it: parameters by counting, FLOPs with
@@ -34,19 +34,15 @@ _import_stdlib_profile()
 import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from hit_decoder.fileio import atomic_path  # noqa: E402
 
-__all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "latent_for", "cpu_flags", "precision_context",
-           "measure", "markdown_table", "update_section"]
+__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "precision_context",
+           "peak_memory_mb", "update_section"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
 TAMING_F16_DDCONFIG = dict(
@@ -54,17 +50,6 @@ TAMING_F16_DDCONFIG = dict(
     ch_mult=[1, 1, 2, 2, 4], num_res_blocks=2, attn_resolutions=[16], dropout=0.0,
 )
 CNN_NAME = "taming-cnn-f16"
-
-
-@dataclass
-class DecodeResult:
-    model: str
-    size: int
-    params_m: float
-    gflops: float
-    seconds: float
-    images_per_s: float
-    peak_mem_mb: float | None
 
 
 #: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
@@ -178,56 +163,6 @@ def _peak_in_this_process(name: str, size: int) -> float:
         out = model(z)
     del out
     return (_vm_kb("VmHWM") - base) / 1024
-
-
-def measure(names: list[str], sizes: list[int], *, repeats: int = 2, memory: bool = True,
-            log=print) -> list[DecodeResult]:
-    """Measure every model at every size. Timings are interleaved (for each size and repeat, one
-    decode of each model in turn), so slow drifts in machine load hit all models alike and the
-    ratios stay fair; each model is warmed up once at its smallest size first."""
-    models = {name: build_decoder(name) for name in names}
-    with torch.no_grad():
-        for model in models.values():
-            model(latent_for(model, min(sizes)))  # warm-up: lazy library / thread-pool set-up
-    results = []
-    for size in sizes:
-        latents = {name: latent_for(m, size) for name, m in models.items()}
-        times: dict[str, list[float]] = {name: [] for name in names}
-        with torch.no_grad():
-            for _ in range(repeats):
-                for name, model in models.items():
-                    t0 = time.perf_counter()
-                    model(latents[name])
-                    times[name].append(time.perf_counter() - t0)
-        for name, model in models.items():
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(latents[name])
-            secs = statistics.median(times[name])
-            mem = peak_memory_mb(name, size) if memory else None
-            params = sum(p.numel() for p in model.parameters()) / 1e6
-            r = DecodeResult(name, size, params, counter.get_total_flops() / 1e9, secs, 1.0 / secs, mem)
-            log(json.dumps(asdict(r)))
-            results.append(r)
-    order = {n: i for i, n in enumerate(names)}
-    return sorted(results, key=lambda r: (order[r.model], r.size))
-
-
-def markdown_table(results: list[DecodeResult]) -> str:
-    base = {r.size: r for r in results if r.model == CNN_NAME}
-    lines = [
-        "| decoder | output | params (M) | GFLOPs | FLOPs vs CNN | s / image | images/s | speed vs CNN | peak MB | memory vs CNN |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        b = base.get(r.size)
-        ratio = lambda a, c: f"{a / c:.3f}" if (a is not None and c) else "–"  # noqa: E731
-        mem = f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else "–"
-        lines.append(
-            f"| {r.model} | {r.size}² | {r.params_m:.2f} | {r.gflops:.1f} | {ratio(r.gflops, b and b.gflops)} | "
-            f"{r.seconds:.3f} | {r.images_per_s:.2f} | {ratio(r.images_per_s, b and b.images_per_s)}× | {mem} | "
-            f"{ratio(r.peak_mem_mb, b and b.peak_mem_mb)} |"
-        )
-    return "\n".join(lines)
 
 
 def update_section(path: str | os.PathLike, name: str, body: str) -> None:
