@@ -1,4 +1,4 @@
-"""Side-by-side decoder measurements: taming's CNN decoder against the HiT presets.
+"""Helpers of the decoder benchmarks (decoder.py, profile.py): building decoders by name, latents, CPU flags.
 
 Used by ``benchmarks/decoder.py`` (which writes BENCHMARKS.md).
 Every number is measured in the run that reports it: parameters by counting, FLOPs with
@@ -10,23 +10,39 @@ each in a fresh subprocess so that one measurement cannot inherit another's allo
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
-import statistics
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from hit_decoder.fileio import atomic_path
+def _import_stdlib_profile() -> None:
+    """benchmarks/profile.py would shadow the standard library's ``profile`` for scripts run from
+    this folder, and cProfile (imported by ``torch.compile``) needs the real one: import it first,
+    with this folder off the path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    try:
+        sys.modules.pop("profile", None)
+        import cProfile  # noqa: F401
+        import profile  # noqa: F401
+    finally:
+        sys.path[:] = saved
 
-__all__ = ["TAMING_F16_DDCONFIG", "DecodeResult", "build_decoder", "measure", "markdown_table", "update_section"]
+
+_import_stdlib_profile()
+
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from hit_decoder.fileio import atomic_path  # noqa: E402
+
+__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "precision_context",
+           "peak_memory_mb", "update_section"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
 TAMING_F16_DDCONFIG = dict(
@@ -36,42 +52,81 @@ TAMING_F16_DDCONFIG = dict(
 CNN_NAME = "taming-cnn-f16"
 
 
-@dataclass
-class DecodeResult:
-    model: str
-    size: int
-    params_m: float
-    gflops: float
-    seconds: float
-    images_per_s: float
-    peak_mem_mb: float | None
+#: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
+QUALITY_ARMS = {"hit-m": "hit-m", "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
 
 
 def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
-    """A randomly initialised decoder: ``taming-cnn-f16`` or a HiT preset name. Seeded in a fork of
-    the global RNG: the caller's random state is left as it was."""
+    """A randomly initialised decoder: ``taming-cnn-f16``, a HiT preset name or a quality-benchmark
+    arm (:data:`QUALITY_ARMS`). Seeded in a fork of the global RNG: the caller's random state is
+    left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if name == CNN_NAME:
+        if name == CNN_NAME or name == "cnn-f8":
             import hit_decoder.adapters  # noqa: F401  (taming import shims)
             from taming.modules.diffusionmodules.model import Decoder
 
+            cfg = TAMING_F16_DDCONFIG if name == CNN_NAME else _quality().DDCONFIG
             with contextlib.redirect_stdout(io.StringIO()):  # taming prints the z shape
-                return Decoder(**TAMING_F16_DDCONFIG).eval()
+                return Decoder(**cfg).eval()
+        if name in QUALITY_ARMS:
+            from hit_decoder import HiTDecoder
+
+            return HiTDecoder(_quality().HIT[QUALITY_ARMS[name]]).eval()
         from hit_decoder import create_decoder
 
         return create_decoder(name).eval()
 
 
+def _quality():
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality
+
+    return quality
+
+
 def _factor(model: torch.nn.Module) -> int:
-    from hit_decoder import adapters
+    f = getattr(model, "downsample_factor", None)
+    if f:
+        return f
+    return 2 ** (model.num_resolutions - 1)  # taming Decoder
 
-    return getattr(model, "downsample_factor", None) or adapters.downsample_factor(TAMING_F16_DDCONFIG)
+
+def _z_channels(model: torch.nn.Module) -> int:
+    return getattr(model, "z_channels", None) or model.conv_in.in_channels  # HiT / taming Decoder
 
 
-def _latent(model: torch.nn.Module, size: int) -> torch.Tensor:
+def latent_for(model: torch.nn.Module, size: int, batch: int = 1) -> torch.Tensor:
+    """A fixed random latent that ``model`` decodes to ``batch`` images of ``size``² pixels."""
     f = _factor(model)
-    return torch.randn(1, 256, size // f, size // f, generator=torch.Generator().manual_seed(1))
+    return torch.randn(batch, _z_channels(model), size // f, size // f, generator=torch.Generator().manual_seed(1))
+
+
+
+def cpu_flags(wanted=("avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_fp16")) -> list[str]:
+    """The CPU flags among ``wanted`` that ``/proc/cpuinfo`` lists (empty where it cannot be read)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    return [f for f in wanted if f in flags]
+
+
+def has_bf16_units() -> bool:
+    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX-BF16)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
+
+
+def precision_context(precision: str, device_type: str = "cpu"):
+    """``fp32``: nothing; ``bf16-autocast``: ``torch.autocast`` to bfloat16 (a cast decoder needs none)."""
+    if precision == "bf16-autocast":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _vm_kb(field: str) -> int:
@@ -99,8 +154,8 @@ def _peak_in_this_process(name: str, size: int) -> float:
 
     model = build_decoder(name)
     with torch.no_grad():  # warm-up at the smallest size: lazy library/thread-pool set-up is not counted
-        model(_latent(model, _factor(model)))
-    z = _latent(model, size)
+        model(latent_for(model, _factor(model)))
+    z = latent_for(model, size)
     gc.collect()
     base = _vm_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
@@ -108,56 +163,6 @@ def _peak_in_this_process(name: str, size: int) -> float:
         out = model(z)
     del out
     return (_vm_kb("VmHWM") - base) / 1024
-
-
-def measure(names: list[str], sizes: list[int], *, repeats: int = 2, memory: bool = True,
-            log=print) -> list[DecodeResult]:
-    """Measure every model at every size. Timings are interleaved (for each size and repeat, one
-    decode of each model in turn), so slow drifts in machine load hit all models alike and the
-    ratios stay fair; each model is warmed up once at its smallest size first."""
-    models = {name: build_decoder(name) for name in names}
-    with torch.no_grad():
-        for model in models.values():
-            model(_latent(model, min(sizes)))  # warm-up: lazy library / thread-pool set-up
-    results = []
-    for size in sizes:
-        latents = {name: _latent(m, size) for name, m in models.items()}
-        times: dict[str, list[float]] = {name: [] for name in names}
-        with torch.no_grad():
-            for _ in range(repeats):
-                for name, model in models.items():
-                    t0 = time.perf_counter()
-                    model(latents[name])
-                    times[name].append(time.perf_counter() - t0)
-        for name, model in models.items():
-            with torch.no_grad(), FlopCounterMode(display=False) as counter:
-                model(latents[name])
-            secs = statistics.median(times[name])
-            mem = peak_memory_mb(name, size) if memory else None
-            params = sum(p.numel() for p in model.parameters()) / 1e6
-            r = DecodeResult(name, size, params, counter.get_total_flops() / 1e9, secs, 1.0 / secs, mem)
-            log(json.dumps(asdict(r)))
-            results.append(r)
-    order = {n: i for i, n in enumerate(names)}
-    return sorted(results, key=lambda r: (order[r.model], r.size))
-
-
-def markdown_table(results: list[DecodeResult]) -> str:
-    base = {r.size: r for r in results if r.model == CNN_NAME}
-    lines = [
-        "| decoder | output | params (M) | GFLOPs | FLOPs vs CNN | s / image | images/s | speed vs CNN | peak MB | memory vs CNN |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        b = base.get(r.size)
-        ratio = lambda a, c: f"{a / c:.3f}" if (a is not None and c) else "–"  # noqa: E731
-        mem = f"{r.peak_mem_mb:.0f}" if r.peak_mem_mb is not None else "–"
-        lines.append(
-            f"| {r.model} | {r.size}² | {r.params_m:.2f} | {r.gflops:.1f} | {ratio(r.gflops, b and b.gflops)} | "
-            f"{r.seconds:.3f} | {r.images_per_s:.2f} | {ratio(r.images_per_s, b and b.images_per_s)}× | {mem} | "
-            f"{ratio(r.peak_mem_mb, b and b.peak_mem_mb)} |"
-        )
-    return "\n".join(lines)
 
 
 def update_section(path: str | os.PathLike, name: str, body: str) -> None:

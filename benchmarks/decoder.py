@@ -1,82 +1,216 @@
-"""Decoder benchmark: taming's ImageNet-f16 CNN decoder against every HiT preset, side by side.
+"""Decoder benchmark: the CNN decoders against the HiT decoders, fp32 eager / fp32 compiled / bf16.
 
-    python benchmarks/decoder.py                 # 256, 512, 1024 px; writes BENCHMARKS.md
-    python benchmarks/decoder.py --sizes 256 --no-write
+    python benchmarks/decoder.py                                   # writes its section of BENCHMARKS.md
+    python benchmarks/decoder.py --quality-out runs/quality        # the quality benchmark's trained f8 arms
+    python benchmarks/decoder.py --sizes 256 --no-compile --no-write
 
-Measures parameters, GFLOPs (torch.utils.flop_counter), decode seconds / images per second on this
-CPU (batch 1, torch.no_grad, median of repeats after a warm-up) and the rise of peak RSS during one
-decode (fresh subprocess per case). Targets for hit-8m-f16 (issue 2): <= 1/8 of the CNN's FLOPs at
-256², >= 5x its CPU throughput at every size, <= 1/2 its peak memory at 1024².
+Models: taming's ImageNet f16 CNN decoder, every HiT preset, and the quality benchmark's f8 arms
+(``hit-m`` and its CNN arm ``cnn-f8``; trained weights from ``--quality-out DIR``, looked up as
+``DIR/seed0/<arm>/model.safetensors`` or ``DIR/<arm>/model.safetensors``, else random weights of the
+same architecture, and the table says which). Modes, each in the same run: ``fp32`` (eager),
+``fp32-compiled`` (``torch.compile(model, dynamic=True)``; the first call's seconds are reported as
+compile time) and ``bf16`` (the model cast with ``.to(torch.bfloat16)``) where the CPU has bf16
+matrix units (AMX-BF16 / AVX512-BF16; ``--bf16`` forces it). Batch 1, ``torch.inference_mode``;
+seconds are medians of decodes interleaved over every model and mode (per size and repeat), after
+warm-ups. GFLOP/s is the decode's FLOPs (:mod:`torch.utils.flop_counter`) over its time, and its
+fraction of the matmul peak measured in the same run (a 2048² matmul in the same precision, same
+threads). Peak memory: the rise of the process's peak RSS during one fp32 eager decode in a fresh
+subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
+from benchmarking import CNN_NAME, build_decoder, cpu_flags, has_bf16_units, latent_for, peak_memory_mb, update_section
 
-from hit_decoder import list_decoders
-from benchmarking import CNN_NAME, markdown_table, measure, update_section
+import torch  # noqa: E402
+
+from hit_decoder import list_decoders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+QUALITY_ARMS = {"hit-m": "hit-m", "cnn-f8": "cnn"}  # table name -> the quality benchmark's arm folder
 
 
-def check_targets(results) -> list[str]:
-    by = {(r.model, r.size): r for r in results}
-    lines = []
-    for size in sorted({r.size for r in results}):
-        cnn, hit = by.get((CNN_NAME, size)), by.get(("hit-8m-f16", size))
-        if not (cnn and hit):
-            continue
-        if size == 256:
-            ratio = hit.gflops / cnn.gflops
-            lines.append(f"- FLOPs at 256²: hit-8m-f16 / CNN = {ratio:.3f} (target <= 0.125): {'met' if ratio <= 0.125 else 'NOT met'}")
-        speed = hit.images_per_s / cnn.images_per_s
-        lines.append(f"- throughput at {size}²: hit-8m-f16 / CNN = {speed:.1f}x (target >= 5x): {'met' if speed >= 5 else 'NOT met'}")
-        if size == 1024 and hit.peak_mem_mb and cnn.peak_mem_mb:
-            m = hit.peak_mem_mb / cnn.peak_mem_mb
-            lines.append(f"- peak memory at 1024²: hit-8m-f16 / CNN = {m:.3f} (target <= 0.5): {'met' if m <= 0.5 else 'NOT met'}")
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    with torch.inference_mode():
+        a @ b
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def load_models(names: list[str], quality_out: Path | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    models, weights = {}, {}
+    for name in names:
+        models[name], weights[name] = build_decoder(name), "random"
+        if name in QUALITY_ARMS and quality_out is not None:
+            for path in (quality_out / "seed0" / QUALITY_ARMS[name] / "model.safetensors",
+                         quality_out / QUALITY_ARMS[name] / "model.safetensors"):
+                if path.is_file():
+                    from hit_decoder import adapters
+
+                    models[name], weights[name] = adapters.load_vqmodel(path).decoder.eval(), f"trained ({path})"
+                    break
+            else:
+                print(f"{name}: no trained arm under {quality_out}; random weights of the same architecture")
+    return models, weights
+
+
+def flops_of(model: torch.nn.Module, z: torch.Tensor) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(z)
+    return float(counter.get_total_flops())
+
+
+def run(args) -> dict:
+    bf16 = args.bf16 or has_bf16_units()
+    modes = ["fp32"] + ([] if args.no_compile else ["fp32-compiled"]) + (["bf16"] if bf16 else [])
+    peak = {"fp32": matmul_peak_gflops(torch.float32)}
+    if bf16:
+        peak["bf16"] = matmul_peak_gflops(torch.bfloat16)
+    models, weights = load_models(args.models, args.quality_out)
+    runners, compile_s = {}, {}
+    for name, m in models.items():
+        runners[(name, "fp32")] = m
+        if "fp32-compiled" in modes:
+            runners[(name, "fp32-compiled")] = torch.compile(m, dynamic=True)
+        if "bf16" in modes:
+            import copy
+
+            runners[(name, "bf16")] = copy.deepcopy(m).to(torch.bfloat16)
+    rows = []
+    for size in args.sizes:
+        zs = {name: latent_for(m, size) for name, m in models.items()}
+        inputs = {k: zs[k[0]].to(torch.bfloat16) if k[1] == "bf16" else zs[k[0]] for k in runners}
+        times = {k: [] for k in runners}
+        with torch.inference_mode():
+            for k, r in runners.items():  # warm-up (and, for compiled models, the compile)
+                t0 = time.perf_counter()
+                r(inputs[k])
+                if k[1] == "fp32-compiled":
+                    compile_s.setdefault(k[0], time.perf_counter() - t0)
+            for _ in range(args.repeats):
+                for k, r in runners.items():
+                    t0 = time.perf_counter()
+                    r(inputs[k])
+                    times[k].append(time.perf_counter() - t0)
+        for (name, mode), ts in times.items():
+            flops = flops_of(models[name], zs[name])
+            secs = statistics.median(ts)
+            # peak memory depends on the architecture only: measured on random weights of it
+            mem = peak_memory_mb(name, size) if (mode == "fp32" and size == 1024 and not args.no_memory) else None
+            row = dict(model=name, mode=mode, size=size, params_m=sum(p.numel() for p in models[name].parameters()) / 1e6,
+                       gflops=flops / 1e9, seconds=secs, gflops_per_s=flops / 1e9 / secs,
+                       peak_fraction=flops / 1e9 / secs / peak["bf16" if mode == "bf16" else "fp32"],
+                       peak_mem_mb=mem, weights=weights[name])
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return {"rows": rows, "peak": peak, "modes": modes, "compile_s": compile_s, "bf16_units": has_bf16_units()}
+
+
+def markdown(res: dict) -> list[str]:
+    rows = res["rows"]
+    by = {(r["model"], r["mode"], r["size"]): r for r in rows}
+    ref = lambda r: "cnn-f8" if r["model"] in ("hit-m", "hit-l", "hit-s", "cnn-f8") else CNN_NAME  # noqa: E731
+    lines = ["| decoder | mode | output | params (M) | GFLOPs | s / image | speed vs its CNN, same mode | GFLOP/s | "
+             "of matmul peak | peak MB | weights |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        c = by.get((ref(r), r["mode"], r["size"]))
+        speed = f"{c['seconds'] / r['seconds']:.2f}×" if c else "–"
+        mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "–"
+        lines.append(f"| {r['model']} | {r['mode']} | {r['size']}² | {r['params_m']:.2f} | {r['gflops']:.1f} | "
+                     f"{r['seconds']:.3f} | {speed} | {r['gflops_per_s']:.1f} | {100 * r['peak_fraction']:.0f}% | {mem} | "
+                     f"{r['weights'].split(' ')[0]} |")
     return lines
+
+
+def targets(res: dict) -> list[str]:
+    by = {(r["model"], r["mode"], r["size"]): r for r in res["rows"]}
+    out = []
+    for size in sorted({r["size"] for r in res["rows"]}):
+        h, c = by.get(("hit-8m-f16", "fp32", size)), by.get((CNN_NAME, "fp32", size))
+        if h and c:
+            x = c["seconds"] / h["seconds"]
+            out.append(f"- hit-8m-f16 vs taming CNN f16, fp32 eager, {size}²: {x:.1f}× (target >= 10×): {'met' if x >= 10 else 'NOT met'}")
+            if size == 256:
+                f = h["gflops"] / c["gflops"]
+                out.append(f"- FLOPs at 256²: {f:.3f} of the CNN's (target <= 0.125): {'met' if f <= 0.125 else 'NOT met'}")
+            if h["peak_mem_mb"] and c["peak_mem_mb"]:
+                m = h["peak_mem_mb"] / c["peak_mem_mb"]
+                out.append(f"- peak memory at {size}²: {m:.3f} of the CNN's (target <= 0.25): {'met' if m <= 0.25 else 'NOT met'}")
+        h, c = by.get(("hit-m", "fp32", size)), by.get(("cnn-f8", "fp32", size))
+        if h and c and size in (256, 512):
+            x = c["seconds"] / h["seconds"]
+            out.append(f"- hit-m vs its CNN arm (f8, {h['weights'].split(' ')[0]} weights), fp32 eager, {size}²: {x:.1f}× "
+                       f"(target >= 3×): {'met' if x >= 3 else 'NOT met'}")
+        h, hb = by.get(("hit-8m-f16", "fp32", size)), by.get(("hit-8m-f16", "bf16", size))
+        cb = by.get((CNN_NAME, "bf16", size))
+        if h and hb:
+            out.append(f"- hit-8m-f16 bf16 vs fp32, {size}²: {h['seconds'] / hb['seconds']:.2f}× (target >= 1.8×)")
+        if hb and cb:
+            out.append(f"- hit-8m-f16 bf16 vs CNN bf16, {size}²: {cb['seconds'] / hb['seconds']:.1f}× (target >= 10×)")
+        hc = by.get(("hit-8m-f16", "fp32-compiled", size))
+        if h and hc:
+            out.append(f"- hit-8m-f16 compiled vs eager, {size}²: {h['seconds'] / hc['seconds']:.2f}×")
+    if not res["bf16_units"]:
+        out.append("- bf16 rows: not measured — this CPU has no bf16 matrix units (no amx_bf16 / avx512_bf16 in its "
+                   "flags); bf16 here would only emulate and says nothing about bf16 hardware")
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
-    ap.add_argument("--models", nargs="+", default=[CNN_NAME, *list_decoders()])
-    ap.add_argument("--repeats", type=int, default=2, help="timed decodes per model and size (interleaved)")
+    ap.add_argument("--models", nargs="+", default=[CNN_NAME, *list_decoders(), "cnn-f8", "hit-m"])
+    ap.add_argument("--quality-out", type=Path, default=None, help="output folder of benchmarks/quality.py (trained arms)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed decodes per model, mode and size (interleaved)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the fp32-compiled mode")
+    ap.add_argument("--bf16", action="store_true", help="measure bf16 even without bf16 matrix units")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update BENCHMARKS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     t0 = time.time()
-    results = measure(args.models, args.sizes, repeats=args.repeats, memory=not args.no_memory)
-    table = markdown_table(results)
-    targets = check_targets(results)
-    env = (f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-           f"torch {torch.__version__}, {torch.get_num_threads()} threads; python {platform.python_version()}; "
-           f"run took {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d')}")
+    res = run(args)
+    peak = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in res["peak"].items())
+    compile_s = ", ".join(f"{k} {v:.0f} s" for k, v in res["compile_s"].items())
+    env = (f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; flags seen: "
+           f"{', '.join(cpu_flags()) or 'n/a'}; torch {torch.__version__}; python {platform.python_version()}; "
+           f"measured 2048² matmul peak: {peak}; run took {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d')}")
     body = "\n".join([
-        "## Decoder: taming CNN (ImageNet f16) vs HiT presets",
+        "## Decoder: CNN decoders vs HiT decoders (fp32 eager, fp32 compiled, bf16)",
         "",
-        "Produced by `python benchmarks/decoder.py`. Random weights, batch 1, `torch.no_grad`, float32;",
-        "seconds are the median of timed decodes, interleaved across models (one decode of each model",
-        "in turn, per size and repeat) after one warm-up each, so load drifts hit all models alike;",
-        "peak MB is the rise of the process's",
-        "peak RSS during one decode in a fresh subprocess. f16 models decode a (256/16)²-per-256px grid,",
-        "hit-2m-f8 a (256/8)² one.",
+        "Produced by `python benchmarks/decoder.py` (see its docstring for the protocol). Batch 1, inference mode;",
+        "seconds are medians of decodes interleaved across every model and mode. Speed is against a CNN in the same",
+        "mode at the same output size: for the quality benchmark's HiT arms its CNN arm `cnn-f8`, for every other",
+        "decoder taming's ImageNet f16 decoder.",
+        f"Compile time (first compiled call, smallest size): {compile_s or 'not measured'}.",
+        "No GPU was available to this benchmark's author; GPU rows are not part of this table.",
         "",
         env,
         "",
-        table,
+        *markdown(res),
         "",
-        "Targets (issue 2):",
-        *targets,
+        "Targets (issue 17):",
+        *targets(res),
     ])
     print(body)
     if not args.no_write:

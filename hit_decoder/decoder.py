@@ -45,56 +45,75 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return y.permute(0, 2, 3, 1)  # (B, 2H, 2W, C)
 
 
-def _band_height(x: torch.Tensor, chunk: int, unit: int = 1) -> int:
-    """Rows per band of ``x (B, H, W, C)``: about ``chunk`` tokens, a multiple of ``unit``."""
-    B, _, W, _ = x.shape
-    return max(unit, (chunk // max(1, B * W * unit)) * unit)
+class _RowBands:
+    """The decoder's memory policy, in one place: without autograd, per-token work (linear layers,
+    MLPs, to-RGB heads, cross-attention) on grids of more than ``tokens`` tokens runs in row bands
+    of about ``tokens`` tokens each, residual updates in place, so no full-size intermediate of an
+    MLP exists at once. ``tokens=None`` is the plain model (whole tensors). Results equal the whole
+    computation up to matmul rounding."""
 
+    def __init__(self, tokens: int | None) -> None:
+        self.tokens = tokens
 
-def _row_bands(x: torch.Tensor, chunk: int, unit: int = 1):
-    """Row slices of ``x (B, H, W, C)`` holding about ``chunk`` tokens each, in multiples of
-    ``unit`` rows (inference-time chunking of per-token work; results are identical)."""
-    H, rows = x.shape[1], _band_height(x, chunk, unit)
-    return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
+    def applies(self, x: torch.Tensor) -> bool:
+        return self.tokens is not None and not torch.is_grad_enabled() and x.numel() // x.shape[-1] > self.tokens
 
+    def height(self, x: torch.Tensor, unit: int = 1) -> int:
+        """Rows per band of ``x (B, H, W, C)``: about ``tokens`` tokens, a multiple of ``unit``."""
+        B, _, W, _ = x.shape
+        return max(unit, (self.tokens // max(1, B * W * unit)) * unit)
 
-def _chunking(x: torch.Tensor, chunk: int) -> bool:
-    return not torch.is_grad_enabled() and x.numel() // x.shape[-1] > chunk
+    def bands(self, x: torch.Tensor) -> list[slice]:
+        H, rows = x.shape[1], self.height(x)
+        return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
 
+    def map(self, fn, x: torch.Tensor, out_dim: int, halo: int = 0) -> torch.Tensor:
+        """``fn(x)`` for a function whose output row ``r`` depends on input rows ``r - halo .. r +
+        halo`` (banded: passed ``crop=(top, bottom)`` rows of context), into one output buffer."""
+        if not self.applies(x):
+            return fn(x)
+        H = x.shape[1]
+        out = x.new_empty(*x.shape[:-1], out_dim)
+        for band in self.bands(x):
+            if halo:
+                a, b = max(0, band.start - halo), min(H, band.stop + halo)
+                out[:, band] = fn(x[:, a:b], crop=(band.start - a, b - band.stop))
+            else:
+                out[:, band] = fn(x[:, band])
+        return out
 
-def _tokenwise(fn, x: torch.Tensor, out_dim: int, chunk: int, halo: int = 0) -> torch.Tensor:
-    """``fn(x)`` for a function of ``x`` whose output row ``r`` depends on input rows ``r - halo ..
-    r + halo``; without autograd, evaluated over row bands (with ``halo`` rows of context, passed
-    to ``fn`` as ``crop=(top, bottom)``) into one output buffer, so no full-size intermediate of
-    ``fn`` exists at once."""
-    if not _chunking(x, chunk):
-        return fn(x)
-    H = x.shape[1]
-    out = x.new_empty(*x.shape[:-1], out_dim)
-    for band in _row_bands(x, chunk):
-        if halo:
+    def residual(self, fn, x: torch.Tensor, halo: int) -> torch.Tensor:
+        """``x + fn(x)``; banded: added in place band by band (a band's context rows above it are
+        read from a copy kept before the previous band was updated)."""
+        if not self.applies(x):
+            return x + fn(x)
+        H = x.shape[1]
+        above = None  # the `halo` rows above the current band, as they were before the update
+        for band in self.bands(x):
             a, b = max(0, band.start - halo), min(H, band.stop + halo)
-            out[:, band] = fn(x[:, a:b], crop=(band.start - a, b - band.stop))
-        else:
-            out[:, band] = fn(x[:, band])
-    return out
+            src = x[:, band.start : b] if above is None or a == band.start else torch.cat([above, x[:, band.start : b]], 1)
+            delta = fn(src, crop=(band.start - a, b - band.stop))  # (B, rows, W, C)
+            if halo:
+                above = x[:, max(band.start, band.stop - halo) : band.stop].clone()
+            x[:, band] += delta
+        return x
+
+    def cross(self, block: "_CrossBlock", x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """``block(x, latent)``; banded: whole group rows at a time, updated in place."""
+        if not self.applies(x):
+            return block(x, latent)
+        attn = block.attn
+        kvm = attn.keys(latent)  # (B, gh, gw, n2, dh) x2, (gh, gw, n2)
+        s, gh, H = attn.scale, kvm[0].shape[1], x.shape[1]
+        per_band = self.height(x, unit=s) // s  # whole group rows per band
+        for g0 in range(0, gh, per_band):  # groups never overlap: update in place
+            g1 = min(gh, g0 + per_band)
+            r0, r1, _, _ = attn.pixel_rows(g0, g1, H)
+            x[:, r0:r1] += attn.attend_rows(block.norm(x[:, r0:r1]), kvm, g0, g1, H)
+        return x  # (B, H, W, C)
 
 
-def _residual_mlp(x: torch.Tensor, norm: nn.LayerNorm, mlp: Mlp, chunk: int) -> torch.Tensor:
-    """``x + mlp(norm(x))``; without autograd, added in place band by band (a band's context rows
-    above it are read from a copy kept before the previous band was updated)."""
-    if not _chunking(x, chunk):
-        return x + mlp(norm(x))
-    H, halo = x.shape[1], mlp.halo
-    above = None  # the `halo` rows above the current band, as they were before the update
-    for band in _row_bands(x, chunk):
-        a, b = max(0, band.start - halo), min(H, band.stop + halo)
-        src = x[:, band.start : b] if above is None or a == band.start else torch.cat([above, x[:, band.start : b]], 1)
-        delta = mlp(norm(src), crop=(band.start - a, b - band.stop))  # (B, rows, W, C)
-        if halo:
-            above = x[:, max(band.start, band.stop - halo) : band.stop].clone()
-        x[:, band] += delta
-    return x
+WHOLE = _RowBands(None)
 
 #: largest latent magnitude a decoder accepts: beyond about 1e20 the layer norms' variance overflows
 #: float32 and the whole image is NaN, so far larger values are refused with an error instead
@@ -109,9 +128,15 @@ class _AttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, cfg.mlp_ratio)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, chunk: int) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), valid)  # (B, H, W, C)
-        return _residual_mlp(x, self.norm2, self.mlp, chunk)  # (B, H, W, C)
+    def attend(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        return x + self.attn(self.norm1(x), valid)  # (B, H, W, C)
+
+    def mlp_delta(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        return self.mlp(self.norm2(x), crop)  # (B, H - crop, W, C)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.attend(x, valid)  # (B, H, W, C)
+        return x + self.mlp_delta(x)  # (B, H, W, C)
 
 
 class _MlpBlock(nn.Module):
@@ -120,8 +145,14 @@ class _MlpBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, cfg.mlp_ratio, conv=cfg.mlp_conv)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None, chunk: int) -> torch.Tensor:
-        return _residual_mlp(x, self.norm, self.mlp, chunk)  # (B, H, W, C)
+    def attend(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        return x  # MLP-only
+
+    def mlp_delta(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        return self.mlp(self.norm(x), crop)  # (B, H - crop, W, C)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.mlp_delta(x)  # (B, H, W, C)
 
 
 class _CrossBlock(nn.Module):
@@ -137,17 +168,8 @@ class _CrossBlock(nn.Module):
         self.attn = LatentCrossAttention(dim, cfg.latent_dim, heads, scale, cfg.cross_window,
                                          centred=cfg.cross_attention == "pixel")
 
-    def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
-        if not _chunking(x, chunk):
-            return x + self.attn(self.norm(x), latent)  # (B, H, W, C)
-        kvm = self.attn.keys(latent)  # (B, gh, gw, n2, dh) x2, (gh, gw, n2)
-        s, gh, H = self.attn.scale, kvm[0].shape[1], x.shape[1]
-        per_band = _band_height(x, chunk, unit=s) // s  # whole group rows per band
-        for g0 in range(0, gh, per_band):  # groups never overlap: update in place
-            g1 = min(gh, g0 + per_band)
-            r0, r1, _, _ = self.attn.pixel_rows(g0, g1, H)
-            x[:, r0:r1] += self.attn.attend_rows(self.norm(x[:, r0:r1]), kvm, g0, g1, H)
-        return x  # (B, H, W, C)
+    def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.norm(x), latent)  # (B, H, W, C)
 
 
 class _Stage(nn.Module):
@@ -174,24 +196,25 @@ class _Stage(nn.Module):
             out_conv = cfg.out_conv and i == cfg.num_stages - 1
             self.to_rgb = _RgbHead(dim, cfg.out_channels, cfg.norm_eps, conv=out_conv)
 
-    def forward(self, x: torch.Tensor, latent: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, latent: torch.Tensor, bands: _RowBands = WHOLE) -> torch.Tensor:
         if self.upsample == "bilinear":
-            x = upsample2x(_tokenwise(self.embed, x, self.embed.out_features, chunk))  # (B, H, W, C)
+            x = upsample2x(bands.map(self.embed, x, self.embed.out_features))  # (B, H, W, C)
         else:
             if self.upsample == "pixel_shuffle":
                 x = depth_to_space(x)  # (B, H, W, C_prev/4)
-            x = _tokenwise(self.embed, x, self.embed.out_features, chunk)  # (B, H, W, C)
-        x = self.cross(x, latent, chunk)  # (B, H, W, C)
+            x = bands.map(self.embed, x, self.embed.out_features)  # (B, H, W, C)
+        x = bands.cross(self.cross, x, latent)  # (B, H, W, C)
         B, H, W, C = x.shape
         m = self.multiple
         Hp, Wp = -(-H // m) * m, -(-W // m) * m
         valid = None
-        if (Hp, Wp) != (H, W):
+        if m > 1 and (Hp != H or Wp != W):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))  # (B, Hp, Wp, C)
             valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
             valid[:H, :W] = True
-        for blk in self.blocks:
-            x = blk(x, valid, chunk)  # (B, Hp, Wp, C)
+        for blk in self.blocks:  # blk(x, valid), with the MLP's residual under the memory policy
+            x = blk.attend(x, valid)  # (B, Hp, Wp, C)
+            x = bands.residual(blk.mlp_delta, x, blk.mlp.halo)  # (B, Hp, Wp, C)
         return x[:, :H, :W] if valid is not None else x  # (B, H, W, C)
 
 
@@ -220,7 +243,13 @@ class _RgbHead(nn.Module):
 class HiTDecoder(nn.Module):
     """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
 
-    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = 65536) -> None:
+    #: default row band (tokens): an MLP band's hidden layer (2 MB at 64 channels) stays in cache,
+    #: which ran a 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread, with
+    #: bit-identical output (see docs/performance.md)
+    DEFAULT_CHUNK_TOKENS = 8192
+
+    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                 check_finite: bool = False) -> None:
         super().__init__()
         if not isinstance(config, HiTDecoderConfig):
             raise TypeError(
@@ -229,8 +258,12 @@ class HiTDecoder(nn.Module):
             )
         self.config = config
         #: runtime setting, not architecture (not saved): without autograd, per-pixel work in large
-        #: stages runs in row bands of about this many tokens; any value gives the same image
+        #: stages runs in row bands of about this many tokens (for speed and memory); any value gives
+        #: the same image
         self.inference_chunk_tokens = int(inference_chunk_tokens)
+        #: runtime setting: raise on NaN / inf in ``z`` (one host synchronisation per call; off by
+        #: default so that ``forward`` never waits on the device and compiles as one graph)
+        self.check_finite = bool(check_finite)
         self.latent_embed = nn.Linear(config.z_channels, config.latent_dim)
         self.latent_norm = nn.LayerNorm(config.latent_dim, eps=config.norm_eps)
         self.stages = nn.ModuleList(_Stage(config, i) for i in range(config.num_stages))
@@ -293,7 +326,10 @@ class HiTDecoder(nn.Module):
             )
         if min(z.shape[2:]) < 1 or z.shape[0] < 1:
             raise ValueError(f"HiTDecoder got an empty latent grid of shape {tuple(z.shape)}")
-        if not torch.compiler.is_compiling():  # one check per call, before any kernel runs (not traced)
+        # the range check reads a value back: on the CPU that is free (no device to wait for); on an
+        # accelerator it would synchronise every call, so there it runs only with check_finite=True;
+        # never inside a compiled graph
+        if not torch.compiler.is_compiling() and (z.device.type == "cpu" or self.check_finite) and not z.is_meta:
             peak = float(z.detach().abs().amax())
             if not peak <= MAX_LATENT:  # also NaN / inf
                 raise ValueError(f"HiTDecoder got latent values up to {peak:g}; beyond {MAX_LATENT:g} its layer norms "
@@ -305,42 +341,53 @@ class HiTDecoder(nn.Module):
         if z.dtype != w.dtype and not torch.is_autocast_enabled(z.device.type):
             raise ValueError(f"HiTDecoder holds {w.dtype} weights but got a {z.dtype} latent; cast the latent "
                              f"(z.to({w.dtype})) or the decoder (decoder.to({z.dtype})), or run under torch.autocast")
-        if not z.is_meta and not torch.isfinite(z).all():
+        if self.check_finite and not z.is_meta and not torch.isfinite(z).all():
             raise ValueError("HiTDecoder got non-finite values (NaN or inf) in z; expected finite latents")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``."""
+        """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``. Without autograd, a decode of
+        more than ``inference_chunk_tokens`` output pixels goes through :meth:`decode_large`."""
         self._check_input(z)
-        chunk = self.inference_chunk_tokens
         B, _, h, w = z.shape
         f = self.config.downsample_factor
-        if not torch.is_grad_enabled() and w > h and B * w * f * f > 4 * chunk:
-            return self._decode_column_tiles(z)
-        return self._decode(z, chunk)
+        if not torch.is_grad_enabled() and B * h * w * f * f > self.inference_chunk_tokens:
+            return self.decode_large(z)
+        return self._decode(z, WHOLE)
 
-    def _decode_column_tiles(self, z: torch.Tensor) -> torch.Tensor:
-        """A wide grid, without autograd: exact tiled decoding in column tiles (the row bands of
-        inference chunking cannot split a grid only a few codes high), so a 1 x 100000 grid costs
-        what a square grid of the same area costs. Bit-identical in float32 (tests)."""
+    @torch.no_grad()
+    def decode_large(self, z: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
+        """The memory policy, in one place: decode ``z`` without autograd with bounded
+        intermediates. Per-token work runs in row bands of about ``chunk_tokens`` tokens (default
+        ``inference_chunk_tokens``); a grid wider than high whose rows alone exceed 32 bands is
+        decoded in exact column tiles of about 8 bands (the row bands cannot split a grid only a
+        few codes high),
+        so a 1 x 100000 grid costs what a square grid of the same area costs. The image equals the
+        whole decode up to matmul rounding (bit-identical across column tiles in float32; tests)."""
         from .tiling import decode_tiled, hit_tile_geometry
 
-        g = hit_tile_geometry(self.config)
-        f, chunk = self.config.downsample_factor, self.inference_chunk_tokens
-        cols = max(g.align, (chunk // max(1, z.shape[0] * z.shape[2] * f * f)) // g.align * g.align)
-        if cols >= z.shape[3]:
-            return self._decode(z, chunk)
-        return decode_tiled(lambda t: self._decode(t, chunk), z, tile=(z.shape[2], cols), margin=g.margin, align=g.align)
+        chunk = int(chunk_tokens or self.inference_chunk_tokens)
+        bands = _RowBands(chunk)
+        B, _, h, w = z.shape
+        f = self.config.downsample_factor
+        tile_tokens = 8 * chunk  # column tiles: wide enough that the tiles' shared margins cost little
+        if w > h and B * w * f * f > 4 * tile_tokens:
+            g = hit_tile_geometry(self.config)
+            cols = max(g.align, (tile_tokens // max(1, B * h * f * f)) // g.align * g.align)
+            if cols < w:
+                return decode_tiled(lambda t: self._decode(t, bands), z, tile=(h, cols), margin=g.margin, align=g.align)
+        return self._decode(z, bands)
 
-    def _decode(self, z: torch.Tensor, chunk: int) -> torch.Tensor:
+    def _decode(self, z: torch.Tensor, bands: _RowBands) -> torch.Tensor:
         z = z.permute(0, 2, 3, 1)  # (B, h, w, z_channels)
         latent = self.latent_norm(self.latent_embed(z))  # (B, h, w, latent_dim)
         x, rgb = z, None
         for stage in self.stages:
-            x = stage(x, latent, chunk)  # (B, H, W, C_i)
+            x = stage(x, latent, bands)  # (B, H, W, C_i)
             if rgb is not None:
                 rgb = F.interpolate(rgb, scale_factor=2, mode=self.config.rgb_upsample,
                                     **({"align_corners": False} if self.config.rgb_upsample == "bilinear" else {}))
-            if stage.to_rgb is not None:  # (B, 3, H, W)
-                out = _tokenwise(stage.to_rgb, x, self.config.out_channels, chunk, halo=stage.to_rgb.halo).permute(0, 3, 1, 2)
+            if stage.to_rgb is not None:
+                out = bands.map(stage.to_rgb, x, self.config.out_channels, halo=stage.to_rgb.halo)  # (B, H, W, 3)
+                out = out.permute(0, 3, 1, 2)  # (B, 3, H, W)
                 rgb = out if rgb is None else rgb + out
         return rgb.contiguous()  # (B, 3, h f, w f)

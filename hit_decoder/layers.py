@@ -245,7 +245,20 @@ class LatentCrossAttention(nn.Module):
         self.kv = nn.Linear(latent_dim, 2 * self.head_dim)
         self.proj = nn.Linear(dim, dim)
         self.bias = nn.Parameter(torch.zeros(heads, scale * scale, self.n**2))
-        self._tent = tent_log_weights(scale, window) if centred else torch.zeros(scale * scale, self.n**2)  # float64
+        # a constant of the architecture: follows the module's device and dtype (.to), never saved
+        self.register_buffer("tent", self._tent_table(torch.get_default_dtype()), persistent=False)  # (s*s, n2)
+
+    def _tent_table(self, dtype: torch.dtype, device=None) -> torch.Tensor:
+        """Fixed log-weights ``(s*s, n2)`` (zeros for cell lookup), rounded once from float64."""
+        n2 = self.n**2
+        tent = tent_log_weights(self.scale, self.window) if self.centred else torch.zeros(self.scale**2, n2)
+        return tent.to(device=device, dtype=dtype)
+
+    def _apply(self, fn, recurse=True):
+        # .to(dtype) would round the table twice (float32, then the new dtype): rebuild it instead
+        out = super()._apply(fn, recurse)
+        self.tent = self._tent_table(self.tent.dtype, self.tent.device)
+        return out
 
     def num_groups(self, codes: int) -> int:
         """Groups along an axis of ``codes`` codes."""
@@ -268,20 +281,39 @@ class LatentCrossAttention(nn.Module):
         k, v = kv.chunk(2, dim=-1)
         return k, v, (~valid).to(latent.dtype) * _mask_value(latent.dtype)
 
+    def _run_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Additive scores of every row run: learned bias + tent + out-of-grid mask, as
+        ``(h*s*w, s*heads, n2)`` for ``mask (h, w, n2)``: run ``(gy, sy, gx)``, query ``(sx, head)``."""
+        s, nh, n2 = self.scale, self.heads, self.n**2
+        h, w = mask.shape[0], mask.shape[1]
+        table = self.bias.to(dtype) + self.tent.to(dtype)  # (heads, s*s, n2)
+        table = table.view(nh, s, s, n2).permute(1, 2, 0, 3).reshape(1, s, 1, s * nh, n2)  # (1, sy, 1, sx*heads, n2)
+        out = table.new_empty(h, s, w, s * nh, n2)  # written once, in the layout the attention reads
+        out.copy_(table.expand(h, s, w, s * nh, n2)).add_(mask.to(dtype).view(h, 1, w, 1, n2))  # (h, sy, w, sx*heads, n2)
+        return out.view(h * s * w, s * nh, n2)
+
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x (B, gh*s, gw*s, C)``: the pixels of ``gh x gw`` whole groups (padded where they
-        overhang the image) against those groups' keys (rows of :meth:`keys`, sliced)."""
+        overhang the image) against those groups' keys (rows of :meth:`keys`, sliced).
+
+        Queries stay in the image layout: a run of ``s`` pixels of one pixel row inside one group,
+        with the heads folded into the query length (one K/V head), is one attention problem, so
+        the batched attention reads ``q`` as a view; only the (4x to 16x smaller) keys are repeated
+        per pixel row of a group."""
         B, Hs, Ws, C = x.shape
-        s, n2, dh = self.scale, self.n**2, self.head_dim
+        s, n2, dh, nh = self.scale, self.n**2, self.head_dim, self.heads
         h, w = k.shape[1], k.shape[2]
-        assert (Hs, Ws) == (h * s, w * s), f"tokens {Hs}x{Ws} do not match {h}x{w} groups at scale {s}"
-        cells = x.reshape(B, h, s, w, s, C).permute(0, 1, 3, 2, 4, 5).reshape(B * h * w, s * s, C)
-        q = self.q(cells).view(-1, s * s, self.heads, dh).transpose(1, 2)  # (B*h*w, heads, s*s, dh)
-        bias = (self.bias.to(x.dtype) + self._tent.to(x.device, x.dtype)).unsqueeze(0) + mask.to(x.dtype).reshape(1, h * w, 1, 1, n2).expand(
-            B, -1, -1, -1, -1).reshape(B * h * w, 1, 1, n2)  # (B*h*w, heads, s*s, n2)
-        o = _mq_attention(q, k.reshape(-1, n2, dh), v.reshape(-1, n2, dh), bias)  # (B*h*w, heads, s*s, dh)
-        o = self.proj(o.transpose(1, 2).reshape(-1, s * s, C))  # (B*h*w, s*s, C)
-        return o.view(B, h, w, s, s, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hs, Ws, C)
+        torch._assert(Hs == h * s, "LatentCrossAttention.attend: pixel rows do not match the groups")
+        torch._assert(Ws == w * s, "LatentCrossAttention.attend: pixel columns do not match the groups")
+        q = self.q(x).view(B * h * s * w, 1, s * nh, dh)  # (runs, 1, s*heads, dh): a view
+        # contiguous: at s = 1 the reshape is a view of the gathered windows, whose batch stride of 1
+        # sends CPU attention down a per-window loop
+        k = k.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh).contiguous()  # (runs, 1, n2, dh)
+        v = v.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh).contiguous()
+        bias = self._run_bias(mask, q.dtype)  # (h*s*w, s*heads, n2)
+        bias = bias.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * h * s * w, 1, s * nh, n2)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (runs, 1, s*heads, dh)
+        return self.proj(o.view(B, Hs, Ws, C))  # (B, gh*s, gw*s, C)
 
     def attend_rows(self, x: torch.Tensor, kvm: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                     g0: int, g1: int, height: int) -> torch.Tensor:
@@ -326,7 +358,9 @@ class Mlp(nn.Module):
         h = self.fc1(x)  # (B, H, W, hidden)
         if self.dwconv is not None:
             h = self.dwconv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, hidden)
+        h = F.gelu(h)  # before the crop: on a contiguous tensor (a strided one takes GELU's
+        # scalar path, whose last bits differ, and banded decoding would not equal the whole)
         top, bottom = crop
         if top or bottom:
-            h = h[:, top : h.shape[1] - bottom]
-        return self.fc2(F.gelu(h))  # (B, H', W, C)
+            h = h[:, top : h.shape[1] - bottom]  # (B, H', W, hidden)
+        return self.fc2(h)  # (B, H', W, C)

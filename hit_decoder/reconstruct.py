@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .fileio import atomic_path
+from .precision import decode_precision
 from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
 from .training.data import list_images
 from .training.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
@@ -98,7 +99,8 @@ def reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike
 
 @torch.no_grad()
 def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       resize: int | None = None, device: str | torch.device = "cpu") -> ReconstructionReport:
+                       resize: int | None = None, device: str | torch.device = "cpu",
+                       precision: str = "fp32") -> ReconstructionReport:
     """Reconstruct every image under ``images`` (recursive) into ``out_dir`` (same relative paths, PNG).
 
     Images are optionally resized (shorter side = ``resize``), then centre-cropped to multiples of
@@ -128,7 +130,8 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
             continue
         h, w = x.shape[-2:]
         quant, _, _ = vq.encode(x)
-        xrec = vq.decode(quant).float()  # (1, 3, h, w)
+        with decode_precision(precision, device):
+            xrec = vq.decode(quant).float()  # (1, 3, h, w)
         a, r = to_unit_range(x), to_unit_range(xrec)
         save_png(tensor_to_pil(xrec[0]), out / names[path])
         report.rows.append({

@@ -229,9 +229,15 @@ def test_chunked_inference_matches_unchunked():
     dec = tiny().eval()
     chunked = HiTDecoder(dec.config, inference_chunk_tokens=7).eval()
     chunked.load_state_dict(dec.state_dict())
-    z = torch.randn(1, 8, 6, 7)
+    z = torch.randn(2, 8, 6, 7)
     with torch.no_grad():
         torch.testing.assert_close(chunked(z), dec(z), rtol=1e-5, atol=1e-6)
+        # the default bands (for speed) against whole tensors: the same bits
+        from hit_decoder.decoder import WHOLE
+
+        z = torch.randn(2, 8, 23, 17, generator=torch.Generator().manual_seed(3))
+        assert 2 * 23 * 17 * 16 > dec.inference_chunk_tokens  # it bands
+        assert torch.equal(dec(z), dec._decode(z, WHOLE))
 
 
 @pytest.mark.parametrize("name", list_decoders())
@@ -259,6 +265,7 @@ def test_flops_grow_linearly_with_grid_area(name):
 
 def test_bad_input_raises_value_error_naming_expected_and_got():
     dec = tiny()
+    dec.check_finite = True  # opt-in: one host synchronisation per call
     with pytest.raises(ValueError, match=r"rank 4.*got rank 3"):
         dec(torch.randn(8, 4, 4))
     with pytest.raises(ValueError, match=r"expects 8 latent channels.*got 5"):

@@ -105,15 +105,17 @@ def test_wide_grids_decode_in_exact_column_tiles_without_autograd():
     """A grid a few codes high and many wide is decoded in column tiles (bounded memory); the
     result equals the whole decode (autograd on: never tiled, never chunked) up to rounding."""
     torch.manual_seed(0)
-    dec = HiTDecoder(HiTDecoderConfig(**TINY), inference_chunk_tokens=64).eval()
+    dec = HiTDecoder(HiTDecoderConfig(**TINY), inference_chunk_tokens=8).eval()
     z = torch.randn(1, 8, 2, 45)
     calls = []
     original = dec._decode
-    dec._decode = lambda t, chunk: calls.append(tuple(t.shape[-2:])) or original(t, chunk)
+    dec._decode = lambda t, bands: calls.append(tuple(t.shape[-2:])) or original(t, bands)
     with torch.no_grad():
         tiled = dec(z)
     assert len(calls) > 1 and all(w < 45 for _, w in calls)  # it did tile
-    whole = original(z, 10**9).detach()  # unchunked, untiled
+    from hit_decoder.decoder import WHOLE
+
+    whole = original(z, WHOLE).detach()  # unchunked, untiled
     torch.testing.assert_close(tiled, whole, rtol=1e-5, atol=1e-6)  # row bands round matmuls differently
 
 

@@ -55,6 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, choices=(1, 2), default=2,
                    help="processes: 2 runs the decoder-swap phases beside stage 1 and the prior (default), 1 runs all in one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (phase lines only)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="precision of the sampling phase's decodes (bf16: fast only with bf16 matrix units)")
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hit_decoder.demo import BUDGETS, run_demo
 
-    plan = replace(BUDGETS[args.budget], seed=args.seed, workers=args.workers)
+    plan = replace(BUDGETS[args.budget], seed=args.seed, workers=args.workers, precision=args.precision)
     plan = plan.with_batches(**{phase: getattr(args, flag[2:].replace("-", "_"))
                                 for key, flag in PHASE_FLAGS.items() for phase in FLAG_PHASES[key]})
     run_demo(plan, args.out, overwrite=args.overwrite, bars=False if args.no_progress else None,

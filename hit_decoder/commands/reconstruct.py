@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replace earlier outputs in --out (default: refuse to touch them)")
     p.add_argument("--resize", type=int, default=None, help="resize the shorter side to this many pixels first")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="decoding precision (bf16: fast only with bf16 matrix units; default fp32)")
     p.set_defaults(func=run)
 
 
@@ -45,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
         check_reconstruction_memory(vq, args.images, args.resize)
-        report = reconstruct_folder(vq, args.images, stage.dir, resize=args.resize, device=args.device)
+        report = reconstruct_folder(vq, args.images, stage.dir, resize=args.resize, device=args.device,
+                                    precision=args.precision)
     print(report.markdown())
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable image(s): {', '.join(report.skipped)}")

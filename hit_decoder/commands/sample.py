@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=None,
                    help="decode in tiles of this many pixels (a multiple of the model's factor): bounded memory")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="decoding precision (bf16: fast only with bf16 matrix units; default fp32)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overwrite", action="store_true",
                    help="replace earlier outputs in --out (default: refuse to touch them)")
@@ -121,6 +123,7 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
 
     from hit_decoder import adapters
     from hit_decoder.adapters import decode_codes
+    from hit_decoder.precision import decode_precision
     from hit_decoder.images import save_png, tensor_to_pil
     from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
@@ -155,7 +158,8 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
                                 top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
                                 window=None if windowed else (wh, ww))  # (B, h, w)
     with torch.no_grad():
-        images = decode_codes(vq, idx, tile=tile, progress=tile is not None).cpu()  # (B, 3, H, W)
+        with decode_precision(args.precision, args.device):
+            images = decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
     out = stage.dir
     files = []
     for k in range(idx.shape[0]):

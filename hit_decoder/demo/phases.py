@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from ..precision import decode_precision
 from .plan import PHASE_CONFIGS, PRIOR_KEYS, DemoPlan
 from .terminal import BatchProgress, Reporter
 
@@ -222,10 +223,12 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[s
         timing = job.timing(f"sample_{key}", f"sampling, {PRIOR_TITLES[key]} ({how})", start)
         timings.append(timing)
         t = time.perf_counter()
-        tiled = adapters.decode_codes(vq, idx, tile=min(window), progress=bars)  # (1, 3, H, W) in [-1, 1]
+        with decode_precision(plan.precision):
+            tiled = adapters.decode_codes(vq, idx, tile=min(window), progress=bars)  # (1, 3, H, W) in [-1, 1]
         tiled_seconds = time.perf_counter() - t
         t = time.perf_counter()
-        whole = adapters.decode_codes(vq, idx)
+        with decode_precision(plan.precision):
+            whole = adapters.decode_codes(vq, idx)
         whole_seconds = time.perf_counter() - t
         diff = (tiled - whole).abs()
         samples[key] = {"codes": idx[0], "tiled": tiled, "whole": whole, "sampling_seconds": timing["seconds"],

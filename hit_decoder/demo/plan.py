@@ -40,6 +40,7 @@ class DemoPlan:
     timing_repeats: int = 2
     top_k: int = 100
     workers: int = 2  # 2: the decoder-swap phases run in a second process, beside stage 1 and the prior
+    precision: str = "fp32"  # decoding precision of the sampling phase's decodes (hit_decoder.precision)
     small_validation: bool = False  # one validation crop per held-out photograph (reduced runs)
 
     def __post_init__(self) -> None:
