@@ -436,7 +436,7 @@ def render_quality(d: dict) -> str:
         "## Reconstruction quality: taming CNN decoder vs HiT decoders, paired over seeds and photographs (issue 16)",
         "",
         f"{len(seeds)} seeds; per seed a frozen f{FACTOR} taming VQGAN (stage 0, {first['stage0']['steps']} batches) and "
-        f"one decoder per arm trained {a.steps} batches on its codes. {len(photos)} held-out photographs "
+        f"one decoder per arm trained {first['arms']['cnn'].get('batches', a.steps)} batches on its codes. {len(photos)} held-out photographs "
         f"({', '.join(photos)}) reconstructed **whole** (shorter side 256 px) by every arm's EMA weights.",
         "",
         "Mean over seeds and photographs:",
@@ -496,7 +496,7 @@ def render_quality(d: dict) -> str:
         f"Decoder with the stage-0 config; hit-*: fresh HiT decoders (hit-m: {json.dumps(d['hit_configs'].get('hit-m'))}; "
         "hit-m-ba: the same with upsample=bilinear_all).",
         f"- identical for every arm of a seed: L1 loss{' + LPIPS %g' % a.lpips if a.lpips else ''} (no GAN here: see the "
-        f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), {min(100, a.steps)} warm-up batches, grad clip 1.0, "
+        f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), {min(100, first['arms']['cnn'].get('batches', a.steps))} warm-up batches, grad clip 1.0, "
         f"EMA {a.ema}; batch {a.batch} of {a.size}² crops (+ flips) of the training photographs resized to shorter side "
         f"{a.resize}; decoder initialisation and data order from the seed.",
         "- SSIM: RGB in [0, 1], per channel then averaged, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, "
