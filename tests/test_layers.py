@@ -97,9 +97,7 @@ def test_benchmark_helpers_are_not_in_the_package():
     assert not any("benchmarking" in i for imps in _modules().values() for i in imps)
 
 
-def test_every_subpackage_ships_in_the_wheel():
-    import tomllib
-
-    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+def test_every_subpackage_ships_in_the_wheel(pyproject):
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
     found = {_module_name(p) for p in PACKAGE.rglob("__init__.py")}
     assert listed == found, "pyproject.toml [tool.setuptools] packages must list every package under hit_decoder/"
