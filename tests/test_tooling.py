@@ -83,3 +83,14 @@ def test_sources_keep_to_the_oldest_promised_python(pyproject):
             if used and node.lineno not in guarded:
                 problems.append(f"{where}:{node.lineno}: {sorted(used)} is newer than Python {oldest}")
     assert not problems, "\n".join(problems)
+
+
+def test_every_code_fence_in_the_docs_is_closed():
+    # an unmatched ``` turns the rest of a page into one code block
+    pages = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+    open_at = {}
+    for page in pages:
+        fences = [i for i, line in enumerate(page.read_text().splitlines(), 1) if line.lstrip().startswith("```")]
+        if len(fences) % 2:
+            open_at[page.name] = fences
+    assert not open_at, f"odd number of ``` fences (line numbers): {open_at}"
