@@ -49,6 +49,10 @@ from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E40
 from .stages import build_discriminator, build_net2net  # noqa: E402
 from .sources import diffusers_adapter, is_diffusers_source, load_model  # noqa: E402
 from .swap import swap_decoder  # noqa: E402
+from .gpt_sampler import TamingGPTPrior  # noqa: E402
+from ..sampling import register_prior_adapter  # noqa: E402
+
+register_prior_adapter(TamingGPTPrior.wrap)  # sample_sliding_window accepts a Net2NetTransformer
 
 __all__ = [
     "ensure_taming",
@@ -89,4 +93,5 @@ __all__ = [
     "load_model",
     "is_diffusers_source",
     "diffusers_adapter",
+    "TamingGPTPrior",
 ]
