@@ -209,7 +209,9 @@ def test_shipped_demo_config_trains_and_exports(tmp_path):
 def test_cnn_decoder_from_scratch_then_swap_from_its_taming_export(tmp_path):
     """``model.decoder: cnn`` trains a plain taming VQGAN; its taming export is a valid source for
     ``decoder_swap`` (the demo's decoder-swap path)."""
-    cnn = run_training(tiny_config(tmp_path / "cnn", model={"decoder": "cnn"}, trainer={"max_batches": 2}))
+    assert torch.get_num_threads() == 1  # the one_thread fixture
+    cnn = run_training(tiny_config(tmp_path / "cnn", model={"decoder": "cnn"}, trainer={"max_batches": 2, "cpu_threads": 2}))
+    assert torch.get_num_threads() == 1  # trainer.cpu_threads applies to the run only
     assert set(cnn.exports) == {"model", "taming_ckpt", "taming_yaml"}  # no HiT decoder file to write
     vq = adapters.load_vqmodel(cnn.exports["model"])
     assert type(vq).__name__ == "VQModel" and type(vq.decoder).__name__ == "Decoder"

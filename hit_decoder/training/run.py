@@ -136,11 +136,19 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
     cfg = _as_config(config, overrides)
     ckpt = prepare_out_dir(cfg, RUN_OUTPUTS)
     startup_checks(cfg, prebuilt=model is not None)
+    import torch
+
+    threads = torch.get_num_threads()
     if cfg.trainer.cpu_threads is not None:
-        import torch
+        torch.set_num_threads(cfg.trainer.cpu_threads)  # asked for explicitly by this run's config; restored below
+    try:
+        return _fit(cfg, ckpt, callbacks, model)
+    finally:
+        torch.set_num_threads(threads)
 
-        torch.set_num_threads(cfg.trainer.cpu_threads)  # asked for explicitly by this run's config
 
+def _fit(cfg: TrainConfig, ckpt: Path | None, callbacks: Sequence[Any], model: Any) -> TrainResult:
+    """:func:`run_training` after its checks: data, models, Lightning's fit, the result."""
     from .data import build_data
 
     data = build_data(cfg.data, cfg.seed)  # missing / empty folders fail here, before any model
