@@ -10,7 +10,7 @@ import pytest
 import torch
 from support import write_image_folder
 
-from hit_decoder.training.data import (
+from hit_decoder.common.data import (
     EMBEDDED_TRAIN,
     EMBEDDED_VAL,
     ImageFileDataset,

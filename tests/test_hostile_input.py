@@ -165,7 +165,7 @@ def test_symlinked_images_and_folder_loops_count_each_image_once(tmp_path):
 
     from PIL import Image
 
-    from hit_decoder.training.data import list_images
+    from hit_decoder.common.data import list_images
 
     root = tmp_path / "imgs"
     (root / "sub").mkdir(parents=True)

@@ -126,3 +126,23 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("taming", "pytorch_li
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]", res.stdout
+
+
+def test_the_shared_run_level_sits_below_training_and_prior():
+    """``hit_decoder.common`` (data, metrics, seeding, checkpoints) is what training, the prior,
+    reconstruction and the demo share: it imports none of them, nor taming."""
+    wrong = {m: _hits(i, ("hit_decoder.training", "hit_decoder.prior", "hit_decoder.demo", "hit_decoder.commands",
+                          "hit_decoder.cli", "hit_decoder.reconstruct", "hit_decoder.adapters", "taming"))
+             for m, i in _modules().items() if m.startswith("hit_decoder.common")}
+    assert not {m: h for m, h in wrong.items() if h}
+
+
+def test_prior_and_reconstruction_use_no_stage_one_internals():
+    """A change to the stage-1 trainer cannot break the prior or reconstruction: from ``training``
+    they use only the public config loader and model builder (the prior's untrained first stage is
+    a stage-1 model by design)."""
+    allowed = {"hit_decoder.training", "hit_decoder.training.load_train_config", "hit_decoder.training.models",
+               "hit_decoder.training.models.build_models"}
+    wrong = {m: sorted(set(_hits(i, ("hit_decoder.training",))) - allowed) for m, i in _modules().items()
+             if m.startswith("hit_decoder.prior") or m == "hit_decoder.reconstruct"}
+    assert not {m: h for m, h in wrong.items() if h}

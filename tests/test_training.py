@@ -15,9 +15,10 @@ import hit_decoder.adapters as adapters
 from hit_decoder import load_decoder
 from hit_decoder.cli import main
 from hit_decoder.training import run_training, train_config_from_dict
-from hit_decoder.training.data import build_data, collate, make_val_loader
+from hit_decoder.common.data import build_data, collate, make_val_loader
 from hit_decoder.training.evaluate import evaluate_reconstructions
-from hit_decoder.training.models import FROZEN_IN_SWAP, build_models, seeded
+from hit_decoder.common.seeding import seeded
+from hit_decoder.training.models import FROZEN_IN_SWAP, build_models
 from hit_decoder.training.module import StageOneModule
 from support import read_metrics, tiny_config, write_image_folder, write_tiny_images
 

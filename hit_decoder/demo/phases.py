@@ -197,7 +197,7 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, prior_file: st
 # ----------------------------------------------------------------------------- measurements
 def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str, Any]:
     from .. import adapters
-    from ..training.metrics import codebook_perplexity
+    from ..common.metrics import codebook_perplexity
 
     n = adapters.codebook_size(vq.quantize)
     idx = torch.cat([adapters.encode_indices(vq, x).flatten() for x in images])
@@ -208,7 +208,7 @@ def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str
 
 
 def _training_photographs(factor: int, side: int) -> list[torch.Tensor]:
-    from ..training.data import EMBEDDED_TRAIN
+    from ..common.data import EMBEDDED_TRAIN
     from ..training.evaluate import held_out_images
 
     return list(held_out_images(factor, side, EMBEDDED_TRAIN).values())
@@ -236,7 +236,7 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: in
     reconstructions, cost, and decode times measured interleaved in this process."""
     from .. import adapters
     from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores, score_images
-    from ..training.metrics import seam_periods, seam_ratio, to_unit_range
+    from ..common.metrics import seam_periods, seam_ratio, to_unit_range
 
     models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
     factor = adapters.downsample_factor(models["cnn"])

@@ -37,7 +37,8 @@ from .losses import (
     vq_loss,
 )
 from .metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
-from .models import frozen_parts, seeded
+from ..common.seeding import seeded
+from .models import frozen_parts
 from .perceptual import perceptual_loss
 
 __all__ = ["StageOneModule", "GeneratorStep", "DiscriminatorStep", "Encoded", "warmup_lr"]

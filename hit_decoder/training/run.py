@@ -149,7 +149,7 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
 
 def _fit(cfg: TrainConfig, ckpt: Path | None, callbacks: Sequence[Any], model: Any) -> TrainResult:
     """:func:`run_training` after its checks: data, models, Lightning's fit, the result."""
-    from .data import build_data
+    from ..common.data import build_data
 
     data = build_data(cfg.data, cfg.seed)  # missing / empty folders fail here, before any model
     log.info("data: %s", data.description)
