@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sampling import SamplingRequest, draw_uniforms, sample_tokens, sampling_progress
+from ..sampling import SamplingRequest, draw_uniforms, sampling_progress
 
 __all__ = ["WindowedPrior", "context_offsets", "wavefront_schedule", "default_cache_rows"]
 
