@@ -6,7 +6,7 @@
 Protocol (nothing is downloaded):
 
 * Codes: the frozen f8 taming VQGAN of ``benchmarks/quality.py`` (its stage 0, 512 codes; make it
-  with ``python benchmarks/quality.py --stage0-only`` if ``runs/bench_quality/stage0`` is absent).
+  with ``python benchmarks/quality.py --stage0-only --seeds 0`` if ``runs/bench_quality/seed0/stage0`` is absent).
   Training grids: scikit-image's training photographs and their mirror images, shorter side 256 px
   (32 x 48-ish codes). Held-out grids: chelsea and coffee, encoded the same way, never trained on.
 * Both priors are trained by ``train_prior`` on the same ``16 x 16`` code crops in the same order
@@ -82,7 +82,7 @@ def windowed_nll(net: WindowedPrior, grid: torch.Tensor) -> torch.Tensor:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--first-stage", default=str(ROOT / "runs" / "bench_quality" / "stage0" / "model.safetensors"))
+    ap.add_argument("--first-stage", default=str(ROOT / "runs" / "bench_quality" / "seed0" / "stage0" / "model.safetensors"))
     ap.add_argument("--batches", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--layers", type=int, default=4)
@@ -102,7 +102,7 @@ def main() -> int:
     args = ap.parse_args()
     if not Path(args.first_stage).is_file():
         raise SystemExit(f"{args.first_stage} does not exist: make the quality benchmark's stage 0 with "
-                         "`python benchmarks/quality.py --stage0-only`, or pass --first-stage MODEL.safetensors")
+                         "`python benchmarks/quality.py --stage0-only --seeds 0`, or pass --first-stage MODEL.safetensors")
     torch.set_num_threads(args.threads)
     vq = adapters.load_vqmodel(args.first_stage).eval()
     d = args.dropout

@@ -31,12 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
 #: failures that bad input (files, options, configs) causes: one line and exit code 2, no traceback
 EXPECTED_ERRORS = (ValueError, OSError, KeyError, RuntimeError, MemoryError, pickle.UnpicklingError)
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (multi-line details joined with ' | ')."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     parts = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if isinstance(exc, MemoryError) and not parts:  # a bare allocation failure says nothing a user can act on
+        return ("out of memory (MemoryError): the job does not fit in this machine's memory; choose a smaller size, "
+                "batch, --resize or decode in tiles (--tile)")
     return " | ".join(parts) or type(exc).__name__
 
 
@@ -47,8 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .runs import RunTerminated
+
     try:
         return int(args.func(args) or 0)
+    except RunTerminated as exc:  # SIGTERM: what was saved and how to continue
+        print(f"hit-decoder {args.command}: {one_line(exc)}", file=sys.stderr)
+        return RunTerminated.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"hit-decoder {args.command}: interrupted (Ctrl-C); outputs are written only when complete, "
+              "so nothing half-written was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except EXPECTED_ERRORS as exc:
         if args.debug:
             raise

@@ -47,6 +47,25 @@ def read_config_source(source: str | os.PathLike, kind: str, what: str) -> tuple
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
 
 
+def check_devices(value: Any, key: str) -> None:
+    """``trainer.devices`` as Lightning takes it: ``auto``, -1 (all), a positive count, or a list of
+    device indices (also as text, ``"0,1"``); anything else is a ``ValueError`` naming ``key``."""
+    ok = False
+    if isinstance(value, bool):
+        ok = False
+    elif isinstance(value, int):
+        ok = value == -1 or value >= 1
+    elif isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        ok = len(value) > 0 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    elif isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        ok = value == "auto" or (len(parts) > 0 and all(p.lstrip("-").isdigit() for p in parts)
+                                 and (len(parts) > 1 and all(int(p) >= 0 for p in parts) or int(parts[0]) >= -1 and int(parts[0]) != 0))
+    if not ok:
+        raise ValueError(f"{key} must be 'auto', -1 (all devices), a positive number of devices or a list of device "
+                         f"indices (e.g. [0, 1]); got {value!r}")
+
+
 def _merge(base: DictConfig, other: Any, where: str, what: str, schema: type) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
@@ -58,22 +77,49 @@ def _merge(base: DictConfig, other: Any, where: str, what: str, schema: type) ->
         ) from None
 
 
+#: keys that a config must not set: opting into full unpickling (which can run code stored in a
+#: checkpoint) is for the person running the command, never for a file they were given
+UNPICKLE_OPT_INS = ("model.allow_unsafe_pickle", "first_stage.allow_unsafe_pickle")
+
+
+def _without_opt_ins(data: Any, where: str) -> Any:
+    """``data`` without the :data:`UNPICKLE_OPT_INS` keys: a false one is dropped (it asks for
+    nothing), a true one is an error naming the flag to type instead."""
+    conf = data.copy() if isinstance(data, DictConfig) else OmegaConf.create(data) if isinstance(data, dict) else data
+    if not isinstance(conf, DictConfig):
+        return data
+    for key in UNPICKLE_OPT_INS:
+        section, name = key.split(".")
+        node = conf.get(section) if section in conf else None
+        if not isinstance(node, DictConfig) or name not in node:
+            continue
+        if node[name] not in (False, None, "false", "False"):
+            raise ValueError(f"{where}: {key} is not read from configs: a file cannot opt itself into full "
+                             "unpickling, which can run code stored in the checkpoint. Remove the key and, only "
+                             "if you trust the checkpoint, pass --allow-unsafe-pickle on the command line "
+                             "(Python: allow_unsafe_pickle=True)")
+        del node[name]
+    return conf
+
+
 def strict_config(schema: type, layers: Sequence[tuple[Any, str]] = (), overrides: Sequence[str] | None = None,
                   *, what: str = "config") -> Any:
     """An instance of the dataclass ``schema``: its defaults, then each ``(data, description)``
     layer, then ``key=value`` ``overrides``, merged strictly (unknown keys and mistyped values raise
-    ``ValueError`` naming the key and where it came from)."""
+    ``ValueError`` naming the key and where it came from). A layer or override that opts into full
+    unpickling (:data:`UNPICKLE_OPT_INS`) is refused."""
     conf = OmegaConf.structured(schema)
     OmegaConf.set_struct(conf, True)
     for data, where in layers:
-        conf = _merge(conf, data, where, what, schema)
+        conf = _merge(conf, _without_opt_ins(data, where), where, what, schema)
     if overrides:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ValueError(f"overrides must look like key=value (e.g. trainer.max_batches=100), got {bad}")
         try:
             dot = OmegaConf.from_dotlist(list(overrides))
-        except OmegaConfBaseException as exc:
-            raise ValueError(f"cannot parse overrides {list(overrides)}: {exc}") from None
-        conf = _merge(conf, dot, "command-line override", what, schema)
+        except Exception as exc:  # OmegaConf and yaml errors (e.g. 'data=[1,2')
+            raise ValueError(f"cannot parse overrides {list(overrides)}: {exc}; quote values that are not YAML "
+                             "(key='text')") from None
+        conf = _merge(conf, _without_opt_ins(dot, "command-line override"), "command-line override", what, schema)
     return OmegaConf.to_object(conf)

@@ -96,6 +96,10 @@ def _residual_mlp(x: torch.Tensor, norm: nn.LayerNorm, mlp: Mlp, chunk: int) -> 
         x[:, band] += delta
     return x
 
+#: largest latent magnitude a decoder accepts: beyond about 1e20 the layer norms' variance overflows
+#: float32 and the whole image is NaN, so far larger values are refused with an error instead
+MAX_LATENT = 1e15
+
 
 class _AttentionBlock(nn.Module):
     def __init__(self, dim: int, heads: int, block: int, dilation_grid: int, cfg: HiTDecoderConfig) -> None:
@@ -289,6 +293,12 @@ class HiTDecoder(nn.Module):
             )
         if min(z.shape[2:]) < 1 or z.shape[0] < 1:
             raise ValueError(f"HiTDecoder got an empty latent grid of shape {tuple(z.shape)}")
+        if not torch.compiler.is_compiling():  # one check per call, before any kernel runs (not traced)
+            peak = float(z.detach().abs().amax())
+            if not peak <= MAX_LATENT:  # also NaN / inf
+                raise ValueError(f"HiTDecoder got latent values up to {peak:g}; beyond {MAX_LATENT:g} its layer norms "
+                                 "overflow float32 and every pixel would be NaN. z should be the output of "
+                                 "post_quant_conv (values of order 1 to 100)")
         if not z.is_floating_point():
             raise ValueError(f"HiTDecoder expects a floating point latent, got dtype {z.dtype}")
         w = self.latent_embed.weight

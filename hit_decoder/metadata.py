@@ -29,12 +29,13 @@ def metadata_json(meta: Mapping[str, str], key: str, path: str | os.PathLike) ->
 
 
 def check_weights_fit(build: Callable[[], nn.Module], state: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                      ignore_prefixes: tuple[str, ...] = ()) -> None:
+                      ignore_prefixes: tuple[str, ...] = (), ignore_suffixes: tuple[str, ...] = ()) -> None:
     """Build the model described by a file's metadata on the meta device and check that the file's
     tensors have exactly its parameter names and shapes; mismatches name the file and the keys."""
+    skip = lambda k: k.startswith(ignore_prefixes) or (bool(ignore_suffixes) and k.endswith(ignore_suffixes))  # noqa: E731
     with torch.device("meta"):
-        wanted = {k: tuple(v.shape) for k, v in build().state_dict().items() if not k.startswith(ignore_prefixes)}
-    given = {k: tuple(v.shape) for k, v in state.items() if not k.startswith(ignore_prefixes)}
+        wanted = {k: tuple(v.shape) for k, v in build().state_dict().items() if not skip(k)}
+    given = {k: tuple(v.shape) for k, v in state.items() if not skip(k)}
     missing = sorted(set(wanted) - set(given))
     unexpected = sorted(set(given) - set(wanted))
     shapes = [f"{k}: file {given[k]} vs metadata {wanted[k]}" for k in sorted(set(wanted) & set(given))

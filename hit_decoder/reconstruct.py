@@ -1,4 +1,5 @@
-"""Reconstruct a folder of images with a VQ model and score them (PSNR, SSIM and seam ratios per image)."""
+"""Reconstruct a folder of images with a VQ model and score them (PSNR, SSIM, chroma ratio and seam
+ratios per image)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .fileio import atomic_path, claim_outputs
+from .fileio import atomic_path
 from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
 from .common.data import list_images
-from .common.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .common.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
-__all__ = ["ReconstructionReport", "reconstruct_folder", "claim_reconstruction_outputs"]
+__all__ = ["ReconstructionReport", "reconstruct_folder", "reconstruction_outputs", "output_names"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class ReconstructionReport:
-    rows: list[dict[str, object]] = field(default_factory=list)  # image, width, height, psnr, ssim, seam_p*
+    rows: list[dict[str, object]] = field(default_factory=list)  # image, width, height, psnr, ssim, chroma_ratio, seam_p*
     skipped: list[str] = field(default_factory=list)
     periods: list[int] = field(default_factory=list)  # seam-ratio periods (2, 4, ..., the model's factor)
 
@@ -40,41 +41,59 @@ class ReconstructionReport:
     def mean_ssim(self) -> float:
         return self._mean("ssim")
 
+    @property
+    def mean_chroma_ratio(self) -> float:
+        """Mean over the colour images (a grey image has no chroma ratio)."""
+        return self._mean("chroma_ratio")
+
     def mean_seam(self, period: int) -> float:
         return self._mean(f"seam_p{period}")
 
     @property
     def fieldnames(self) -> list[str]:
-        return ["image", "width", "height", "psnr", "ssim", *(f"seam_p{p}" for p in self.periods)]
+        return ["image", "width", "height", "psnr", "ssim", "chroma_ratio", *(f"seam_p{p}" for p in self.periods)]
 
     def markdown(self) -> str:
         fmt = lambda v, spec: format(float(v), spec) if v != "" else "n/a"  # noqa: E731
         seam_head = "".join(f" seam p{p} |" for p in self.periods)
-        lines = [f"| image | size | PSNR (dB) | SSIM |{seam_head}", "|---|---|---:|---:|" + "---:|" * len(self.periods)]
+        lines = [f"| image | size | PSNR (dB) | SSIM | chroma ratio |{seam_head}", "|---|---|---:|---:|---:|" + "---:|" * len(self.periods)]
         for r in self.rows:
             seams = "".join(f" {fmt(r[f'seam_p{p}'], '.2f')} |" for p in self.periods)
-            lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {fmt(r['ssim'], '.4f')} |{seams}")
+            lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {fmt(r['ssim'], '.4f')} | "
+                         f"{fmt(r['chroma_ratio'], '.2f')} |{seams}")
         seams = "".join(f" **{self.mean_seam(p):.2f}** |" for p in self.periods)
-        lines.append(f"| **mean of {len(self.rows)}** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** |{seams}")
-        lines += ["", "Seam ratio at period p: mean |luminance step| across the lines of a p-pixel grid / mean elsewhere "
+        lines.append(f"| **mean of {len(self.rows)}** | | **{self.mean_psnr:.2f}** | **{self.mean_ssim:.4f}** | "
+                     f"**{fmt(self.mean_chroma_ratio, '.2f')}** |{seams}")
+        lines += ["", "Chroma ratio: mean CIELAB chroma of the reconstruction / of the original (1.0 = colour kept, "
+                  "below 1 = paler; n/a for grey originals).",
+                  "", "Seam ratio at period p: mean |luminance step| across the lines of a p-pixel grid / mean elsewhere "
                   "(about 1.0 for a photograph; above 1: the decoder paints its code cells, p = the factor, or its "
                   "upsampling pattern, p = 2)."]
         return "\n".join(lines)
 
 
-def claim_reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike, *, overwrite: bool) -> None:
-    """Before reconstructing: ``out_dir`` must not hold an earlier run's metrics or a PNG this run
-    would write, unless ``overwrite`` (then those, and the PNGs the earlier metrics.csv lists, are
-    removed first, so no stale reconstruction is left looking current)."""
+def output_names(images: str | os.PathLike, paths: list[Path]) -> dict[Path, Path]:
+    """The reconstruction (relative PNG path) of each input image: ``a/b.jpg`` -> ``a/b.png``; two
+    inputs that would share one name (``x.jpg`` and ``x.png``) keep their suffix (``x.jpg.png``, ``x.png.png``)."""
+    root = Path(images)
+    rel = {p: p.relative_to(root) for p in paths}
+    stems: dict[Path, int] = {}
+    for r in rel.values():
+        stems[r.with_suffix("")] = stems.get(r.with_suffix(""), 0) + 1
+    return {p: r.with_suffix(".png") if stems[r.with_suffix("")] == 1 else r.with_name(r.name + ".png")
+            for p, r in rel.items()}
+
+
+def reconstruction_outputs(images: str | os.PathLike, out_dir: str | os.PathLike) -> list[str]:
+    """What reconstructing ``images`` into ``out_dir`` writes (for the check before anything runs);
+    an ``out_dir`` that is ``images`` or inside it is an error (the reconstructions would mix with
+    the input images, and could replace them)."""
     root, out = Path(images), Path(out_dir)
-    names = ["metrics.csv", "metrics.md", *(str(p.relative_to(root).with_suffix(".png")) for p in list_images(root))]
-    earlier = out / "metrics.csv"
-    if overwrite and earlier.is_file():
-        with open(earlier, newline="") as fh:
-            names += [str(Path(row.get("image") or "").with_suffix(".png")) for row in csv.DictReader(fh)
-                      if row.get("image") and not Path(row["image"]).is_absolute() and ".." not in Path(row["image"]).parts]
-    claim_outputs(out, names, overwrite=overwrite, what="--out",
-                  how="pass --overwrite to replace them, or choose another --out")
+    real_root, real_out = os.path.realpath(root), os.path.realpath(out)
+    if real_out == real_root or real_out.startswith(real_root + os.sep):
+        raise ValueError(f"--out {out} is --images {root} or a folder inside it: the reconstructions would mix with "
+                         "the input images; choose an --out outside --images")
+    return ["metrics.csv", "metrics.md", *(str(r) for r in output_names(root, list_images(root)).values())]
 
 
 @torch.no_grad()
@@ -90,6 +109,7 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
 
     root, out = Path(images), Path(out_dir)
     paths = list_images(root)
+    names = output_names(root, paths)
     f = adapters.downsample_factor(vq)
     vq = vq.to(device).eval()
     report = ReconstructionReport(periods=seam_periods(f))
@@ -110,11 +130,11 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
         quant, _, _ = vq.encode(x)
         xrec = vq.decode(quant).float()  # (1, 3, h, w)
         a, r = to_unit_range(x), to_unit_range(xrec)
-        rel = path.relative_to(root).with_suffix(".png")
-        save_png(tensor_to_pil(xrec[0]), out / rel)
+        save_png(tensor_to_pil(xrec[0]), out / names[path])
         report.rows.append({
-            "image": str(rel.with_suffix(path.suffix)), "width": w, "height": h,
+            "image": str(path.relative_to(root)), "width": w, "height": h,
             "psnr": float(psnr(a, r)[0]), "ssim": float(ssim(a, r)[0]) if min(w, h) >= 11 else "",
+            "chroma_ratio": _finite_or_blank(float(chroma_ratio(a, r)[0])),
             **{f"seam_p{p}": _finite_or_blank(float(seam_ratio(r, p)[0])) for p in report.periods},
         })
     if not report.rows:
@@ -128,6 +148,39 @@ def reconstruct_folder(vq: nn.Module, images: str | os.PathLike, out_dir: str | 
     with atomic_path(out / "metrics.md") as tmp:
         tmp.write_text(report.markdown() + "\n")
     return report
+
+
+def check_reconstruction_memory(vq: nn.Module, images: str | os.PathLike, resize: int | None) -> None:
+    """Refuse, before any image is decoded, a folder whose largest image (its size read from the file
+    header, after ``resize``) cannot be reconstructed in the memory available: the decoded image, four
+    float copies and about three activations of the model's widest full-resolution layer per pixel."""
+    from .images import image_size
+    from .memory import GB, fits
+
+    widths = [int(m.out_channels) for m in (getattr(getattr(vq, "encoder", None), "conv_in", None),) if m is not None]
+    dec = vq.decoder
+    widths.append(dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
+    per_pixel = 3 + 4 * 3 * 4 + 3 * 4 * max(widths)
+    biggest = None
+    for path in list_images(images):
+        try:
+            w, h = image_size(path)
+        except UNREADABLE_IMAGE_ERRORS:
+            continue  # skipped with a warning when it is read
+        if resize is not None:
+            s = resize / min(w, h)
+            w, h = max(resize, round(w * s)), max(resize, round(h * s))
+        if biggest is None or w * h > biggest[1] * biggest[2]:
+            biggest = (path, w, h)
+    if biggest is None:
+        return
+    path, w, h = biggest
+    ok, free = fits(w * h * per_pixel)
+    if not ok:
+        after = f" after --resize {resize}" if resize is not None else ""
+        raise MemoryError(f"{path} is {w}x{h} px{after}; reconstructing it needs about {w * h * per_pixel / GB:.1f} GB, "
+                          f"but {free / GB:.1f} GB of memory is available: use a smaller --resize (e.g. --resize 1024), "
+                          "or leave the image out")
 
 
 def _finite_or_blank(v: float) -> float | str:

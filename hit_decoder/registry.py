@@ -79,7 +79,10 @@ def load_decoder_config(source: str | os.PathLike | Mapping[str, Any] | HiTDecod
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
             raise FileNotFoundError(f"decoder config file {path} does not exist")
-        data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        try:
+            data = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+        except Exception as exc:  # yaml and OmegaConf errors come in several types
+            raise ValueError(f"decoder config {path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ValueError(f"decoder config {path} must be a mapping of HiTDecoderConfig fields")
         return HiTDecoderConfig.from_dict(data, **overrides)

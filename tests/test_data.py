@@ -139,3 +139,16 @@ def test_step_batch_sampler_covers_epochs_and_resumes():
     assert len(StepBatchSampler(n, bs, total, start_batch=4)) == total
     with pytest.raises(ValueError, match="rank"):
         StepBatchSampler(n, bs, total, rank=2, world_size=2)
+
+
+def test_embedded_train_picks_photographs_and_rejects_other_names():
+    from hit_decoder.training.config import load_train_config
+
+    emb = build_data(_data_cfg(embedded_train=["rocket", "astronaut"]), seed=0)
+    assert emb.train.names == ["rocket", "astronaut"] and set(emb.val.names) == set(EMBEDDED_VAL)
+    assert load_train_config("demo_cnn", ["data.embedded_train=[rocket]"]).data.embedded_train == ["rocket"]
+    for bad in ("[chelsea]", "[nosuchphoto]", "[]"):  # a held-out photograph, an unknown name, none
+        with pytest.raises(ValueError, match="data.embedded_train must name one or more"):
+            load_train_config("demo_cnn", [f"data.embedded_train={bad}"])
+    with pytest.raises(ValueError, match="cannot be combined with data.train"):
+        load_train_config("demo_cnn", ["data.embedded_train=[rocket]", "data.train=photos/"])

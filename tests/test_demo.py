@@ -28,7 +28,8 @@ from hit_decoder.demo.terminal import TerminalReporter
 NOISE = ("Tip:", "GPU available", "TPU available", "LOCAL_RANK", "Warning", "deprecated", "Trainer.fit", "LitLogger",
          "Working with z")
 #: numbers that measure the machine, not the models
-TIMING_KEYS = {"times", "total_seconds", "decode_seconds", "sampling_seconds", "date", "summary"}  # summary: prose with times
+TIMING_KEYS = {"times", "total_seconds", "decode_seconds", "sampling_seconds", "speedup", "date",
+               "summary"}  # summary: prose with times
 RUN_KEYS = {"command", "command_line", "machine", "workers"}
 
 
@@ -96,19 +97,30 @@ def test_tiny_demo_writes_every_artefact(runs):
     names = {p.stem for p in pngs}
     for photo in ("chelsea", "coffee"):
         assert {f"{photo}_original", f"{photo}_cnn", f"{photo}_hit", f"{photo}_stage1"} <= names
-    assert {"sample", "sample_grid", "sample_diff"} <= names
+    assert {"texture_photo", "texture_recon"} <= names
+    for prior in ("gpt", "windowed"):
+        assert {f"sample_{prior}", f"sample_{prior}_grid", f"sample_{prior}_diff"} <= names
     for p in pngs:
         with Image.open(p) as img:
             img.load()
-    codes = np.load(out / "images" / "sample_codes.npy")
     s = report["sampling"]
-    assert list(codes.shape) == s["canvas_codes"]
-    assert all(c >= 2 * w for c, w in zip(s["canvas_codes"], s["window"]))  # at least two windows per side
+    t = s["texture"]
+    assert t["name"] == BUDGETS["tiny"].texture and Path(t["file"]).is_file()
+    with Image.open(t["file"]) as img:  # the photograph the priors learned, at the size they learned it
+        assert [img.height, img.width] == [c * s["factor"] for c in t["grid_codes"]]
+    # the canvas: at least 4x the photograph's code grid, and at least two prior windows per side
+    assert s["canvas_codes"][0] * s["canvas_codes"][1] >= 4 * t["grid_codes"][0] * t["grid_codes"][1]
+    assert all(c >= 2 * w for c, w in zip(s["canvas_codes"], s["window"]))
     assert s["pixels"] == [c * s["factor"] for c in s["canvas_codes"]]
-    with Image.open(out / "images" / "sample.png") as img:
-        assert [img.height, img.width] == s["pixels"]
-    for sub in ("swap/cnn", "swap/hit", "stage1", "prior"):
+    for prior in ("gpt", "windowed"):
+        codes = np.load(out / "images" / f"sample_{prior}_codes.npy")
+        assert list(codes.shape) == s["canvas_codes"]
+        with Image.open(out / "images" / f"sample_{prior}.png") as img:
+            assert [img.height, img.width] == s["pixels"]
+    for sub in ("swap/cnn", "swap/hit", "stage1", "prior/gpt", "prior/windowed"):
         assert list((out / sub).glob("logs/version_*/metrics.csv")), sub
+    for sub in ("prior/gpt", "prior/windowed"):
+        assert (out / sub / "prior.safetensors").is_file(), sub
     assert (out / "swap/cnn/export/taming/model.ckpt").is_file() and (out / "stage1/export/model.safetensors").is_file()
 
 
@@ -118,19 +130,52 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
     assert not bad
     d = report["swap"]["decoders"]
     for k in ("cnn", "hit"):
-        assert set(d[k]["mean"]) == {"psnr", "ssim", "seam_p2", "seam_p4"}
+        assert set(d[k]["mean"]) == {"psnr", "ssim", "seam_p2", "seam_p4", "chroma_ratio"}
         assert d[k]["decode_seconds"] > 0 and d[k]["gflops"] > 0
         assert set(d[k]["images"]) == {"chelsea", "coffee"}
+        assert all(0 <= v["chroma_ratio"] < 5 for v in d[k]["images"].values())
+    assert 0 <= report["stage1"]["mean"]["chroma_ratio"] < 5
     assert report["swap"]["codes_identical"] is True
-    assert report["sampling"]["max_abs_diff"] == 0.0  # HiT decoders tile exactly
+    s = report["sampling"]
+    assert set(s["priors"]) == {"prior", "windowed"}
+    for v in s["priors"].values():
+        assert v["max_abs_diff"] == 0.0  # HiT decoders tile exactly
+        assert 0 <= v["tv"] <= 1 and v["sampling_seconds"] > 0 and v["batches"] == 3
+        assert all(v[k] is None or v[k] >= 0 for k in ("seam_window", "seam_shifted"))
+    assert s["speedup"] > 0 and s["period_px"] == s["window"][0] * s["factor"]
+    assert 0 <= s["texture"]["tv_halves"] <= 1
     assert any(x.startswith("L1") for x in report["stage1"]["losses"])
     assert any(x.startswith("codebook") for x in report["stage1"]["losses"])
     assert any("adversarial" in x for x in report["stage1"]["losses"])
     assert "LPIPS" in report["lpips_line"]
-    assert {t["phase"] for t in report["times"]} == {"cnn", "swap", "stage1", "prior", "sample", "decode", "evaluate"}
-    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, HiT decoder", "stage 1", "prior"}
+    assert {t["phase"] for t in report["times"]} == {"cnn", "swap", "stage1", "prior", "windowed", "sample_prior",
+                                                    "sample_windowed", "evaluate"}
+    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, HiT decoder", "stage 1", "prior", "windowed prior"}
     assert report["configs"]["stage 1"]["merged"]["trainer"]["max_batches"] == 3
     assert report["versions"]["torch"] and report["versions"]["hit-decoder"]
+
+
+def test_the_comparisons_are_fair(runs):
+    """Both priors: one config but the architecture (same codes, crops, seed, budget, size). Both
+    decoders of the swap: the same number of batches and the same reconstruction losses."""
+    report = json.loads((runs[0] / "report.json").read_text())
+    gpt, win = (dict(report["configs"][k]["merged"]) for k in ("prior", "windowed prior"))
+    assert (gpt.pop("architecture"), win.pop("architecture")) == ("gpt", "windowed")
+    assert (gpt.pop("out_dir"), win.pop("out_dir")) != (None, None)
+    assert gpt == win
+    cnn, hit = (report["configs"][k]["merged"] for k in ("decoder swap, CNN VQGAN", "decoder swap, HiT decoder"))
+    assert report["swap"]["batches"]["cnn"] == report["swap"]["batches"]["swap"]
+    for key in ("l1_weight", "l2_weight", "perceptual_weight", "disc_weight"):
+        assert cnn["loss"][key] == hit["loss"][key], key
+    assert [x for x in report["swap"]["losses"]["cnn"] if not x.startswith("codebook")] == report["swap"]["losses"]["hit"]
+
+
+def test_the_shipped_decoder_swap_budgets_are_equal():
+    from hit_decoder.training.config import load_train_config
+
+    cnn, hit = load_train_config("demo_cnn", check=False), load_train_config("demo_swap", check=False)
+    assert cnn.trainer.max_batches == hit.trainer.max_batches
+    assert (cnn.loss.l1_weight, cnn.loss.perceptual_weight) == (hit.loss.l1_weight, hit.loss.perceptual_weight)
 
 
 def test_report_page_is_self_contained(runs):
@@ -138,7 +183,7 @@ def test_report_page_is_self_contained(runs):
     page = _Page()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     assert not page.external, page.external
-    assert len(page.images) >= 14  # 2 photographs x 4 + 3 sample images + plots
+    assert len(page.images) >= 20  # 2 photographs x 4, the texture + its reconstruction, 2 samples + 2 differences, plots
     for src in page.images:
         if src.startswith("data:"):
             head, payload = src.split(",", 1)
@@ -148,8 +193,9 @@ def test_report_page_is_self_contained(runs):
         else:
             assert (out / src).is_file(), src
     text = " ".join(page.text)
-    for words in ("PSNR", "SSIM", "seam", "decode", "codebook", "window", "tiled", "Merged configs", "Versions",
-                  "--budget tiny"):
+    assert text.count("What the pictures show:") == 3 and text.count("What limits them:") == 3  # one per section
+    for words in ("PSNR", "SSIM", "seam", "chroma ratio", "decode", "codebook", "window", "tiled", "taming GPT",
+                  "windowed prior", "speed-up", "TV", "Merged configs", "Versions", "--budget tiny"):
         assert words in text, words
 
 
@@ -164,8 +210,9 @@ def test_terminal_is_clean(runs, capfd):
     lines = [ln for ln in runs[2].splitlines() if ln.strip()]
     noisy = [ln for ln in lines if any(n in ln for n in NOISE)]
     assert not noisy, noisy
-    for phase in ("[swap] taming VQGAN", "[swap] its decoder swapped", "[stage 1]", "[sampling] prior",
-                  "[sampling] sampled", "[sampling] decoded", "held-out photographs", "report:"):
+    for phase in ("[swap] taming VQGAN", "[swap] its decoder swapped", "[stage 1]", "[sampling] taming GPT prior trained",
+                  "[sampling] windowed prior trained", "[sampling] taming GPT prior sampled",
+                  "[sampling] windowed prior sampled", "held-out photographs", "report:"):
         assert sum(phase in ln for ln in lines) == 1, phase
 
 
@@ -195,8 +242,8 @@ def test_bad_demo_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--out", str(tmp_path), "--stage1-batches", "0"])
     assert "must be at least 1" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="at least 2 prior windows"):
-        DemoPlan(canvas_windows=(1, 4))
+    with pytest.raises(ValueError, match="at least twice the photograph's code grid"):
+        DemoPlan(canvas_scale=1)
 
 
 def test_a_failing_worker_process_is_a_one_line_error(tmp_path):

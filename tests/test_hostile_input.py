@@ -261,7 +261,8 @@ def test_swap_reconstruct_refuse_earlier_outputs_and_overwrite_leaves_nothing_st
     (images / "a.png").rename(images / "b.png")
     assert main(recon) == 2 and "metrics.csv" in capsys.readouterr().err
     assert main(recon + ["--overwrite"]) == 0
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["b.png", "metrics.csv", "metrics.md"]
+    listed = sorted(p.name for p in (tmp_path / "r").iterdir())
+    assert listed == [".hit-decoder-outputs.json", "b.png", "metrics.csv", "metrics.md"]  # + the manifest (issue 18)
 
 
 # ----------------------------------------------------------------------------- 4. memory

@@ -15,6 +15,14 @@ def add_config_arguments(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (OmegaConf dotlist)")
 
 
+def add_unsafe_pickle_flag(p: argparse.ArgumentParser, what: str = "the checkpoint") -> None:
+    """``--allow-unsafe-pickle``: the only way (with the Python keyword) to opt into full unpickling;
+    configs cannot (``hit_decoder.configfile.UNPICKLE_OPT_INS``)."""
+    p.add_argument("--allow-unsafe-pickle", action="store_true",
+                   help=f"allow full unpickling of {what} if the safe loader cannot read it (can run code from the "
+                        "file: trusted files only; a config cannot ask for this)")
+
+
 def print_config(cfg: Any) -> None:
     """Print a config dataclass as the YAML it merges from."""
     from omegaconf import OmegaConf

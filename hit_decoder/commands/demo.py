@@ -6,8 +6,9 @@ arguments, no downloads; writes ``OUT/report.html`` (one self-contained page) an
    the held-out photographs (whole): PSNR, SSIM, seam ratios, decode time;
 2. stage 1: a VQGAN with a HiT decoder trained from scratch (L1 + codebook + adversarial, + LPIPS
    when its VGG16 weights are on the machine);
-3. high-resolution sampling: a prior on the stage-1 codes, a canvas of several prior windows per
-   side sampled with the sliding window, decoded tile by tile and whole.
+3. high-resolution sampling: two priors (a taming GPT and a windowed prior) on the stage-1 codes of
+   one texture photograph, each sampling a canvas 4x the photograph's code grid (the GPT with the
+   sliding window, the windowed prior by streaming), decoded tile by tile and whole.
 
 The phases use the shipped configs ``train/demo_cnn``, ``train/demo_swap``, ``train/demo`` and
 ``prior/demo`` (see :mod:`hit_decoder.demo`). The decoder-swap phases run in a second process
@@ -21,6 +22,8 @@ import sys
 from pathlib import Path
 
 PHASE_FLAGS = {"cnn": "--cnn-batches", "swap": "--swap-batches", "stage1": "--stage1-batches", "prior": "--prior-batches"}
+#: the phases each flag sets: --prior-batches sets both priors (they get the same budget)
+FLAG_PHASES = {"cnn": ("cnn",), "swap": ("swap",), "stage1": ("stage1",), "prior": ("prior", "windowed")}
 
 
 def _positive(text: str) -> int:
@@ -46,7 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="full: the shipped configs' batch counts (default); tiny: a few batches per phase, "
                         "the same code path in seconds (for tests)")
     for key, flag in PHASE_FLAGS.items():
-        p.add_argument(flag, type=_positive, default=None, metavar="N", help=f"batches of the {key} phase (default: its config's)")
+        p.add_argument(flag, type=_positive, default=None, metavar="N",
+                       help=f"batches of the {' and '.join(FLAG_PHASES[key])} phase{'s' if len(FLAG_PHASES[key]) > 1 else ''} "
+                            "(default: its config's)")
     p.add_argument("--workers", type=int, choices=(1, 2), default=2,
                    help="processes: 2 runs the decoder-swap phases beside stage 1 and the prior (default), 1 runs all in one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (phase lines only)")
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.demo import BUDGETS, run_demo
 
     plan = replace(BUDGETS[args.budget], seed=args.seed, workers=args.workers)
-    plan = plan.with_batches(**{key: getattr(args, flag[2:].replace("-", "_")) for key, flag in PHASE_FLAGS.items()})
+    plan = plan.with_batches(**{phase: getattr(args, flag[2:].replace("-", "_"))
+                                for key, flag in PHASE_FLAGS.items() for phase in FLAG_PHASES[key]})
     run_demo(plan, args.out, overwrite=args.overwrite, bars=False if args.no_progress else None,
              command=["hit-decoder", *getattr(args, "argv", sys.argv[1:])])
     return 0

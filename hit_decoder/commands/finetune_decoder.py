@@ -42,12 +42,11 @@ def run(args: argparse.Namespace) -> int:
     cfg.mode = "decoder_swap"
     cfg.model.vqgan_config, cfg.model.vqgan_ckpt = args.vqgan_config, args.vqgan_ckpt
     cfg.model.diffusers_model = args.diffusers_model
-    cfg.model.allow_unsafe_pickle = cfg.model.allow_unsafe_pickle or args.allow_unsafe_pickle
     if args.data is not None:
         cfg.data.train = args.data
     if args.out_dir is not None:
         cfg.out_dir = args.out_dir
     validate(cfg)
     setup_logging()
-    report(run_training(cfg))
+    report(run_training(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle))
     return 0

@@ -17,6 +17,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.size < 1:
         raise ValueError(f"--size must be a positive number of pixels, got {args.size}")
+    from hit_decoder.memory import GB, fits
+
+    ok, free = fits(args.size * args.size * 24)  # the float image and blend weights of one decode (as sample)
+    if not ok:
+        raise MemoryError(f"--size {args.size}: one {args.size}x{args.size} px image alone needs about "
+                          f"{args.size**2 * 24 / GB:.1f} GB, but {free / GB:.1f} GB of memory is available; the GFLOPs "
+                          "column is for sizes a decoder can run at: choose a smaller --size")
     rows = [("preset", "f", "z_channels", "params (M)", f"GFLOPs @ {args.size}px")]
     for name in list_decoders():
         dec = create_decoder(name)

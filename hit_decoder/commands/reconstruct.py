@@ -34,14 +34,18 @@ def run(args: argparse.Namespace) -> int:
     if args.resize is not None and args.resize < 1:
         raise ValueError(f"--resize must be a positive number of pixels, got {args.resize}")
     from hit_decoder import adapters
-    from hit_decoder.reconstruct import claim_reconstruction_outputs, reconstruct_folder
+    from hit_decoder.fileio import staged_outputs
+    from hit_decoder.reconstruct import check_reconstruction_memory, reconstruction_outputs, reconstruct_folder
 
-    claim_reconstruction_outputs(args.images, args.out, overwrite=args.overwrite)
-    if args.model is not None:
-        vq = adapters.load_model(args.model)  # a library file, or a diffusers folder / file
-    else:
-        vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    report = reconstruct_folder(vq, args.images, args.out, resize=args.resize, device=args.device)
+    # the new outputs replace earlier ones (only files an earlier run wrote) once all are written
+    with staged_outputs(args.out, reconstruction_outputs(args.images, args.out), overwrite=args.overwrite,
+                        what="--out", how="pass --overwrite to replace them, or choose another --out") as stage:
+        if args.model is not None:
+            vq = adapters.load_model(args.model)  # a library file, or a diffusers folder / file
+        else:
+            vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        check_reconstruction_memory(vq, args.images, args.resize)
+        report = reconstruct_folder(vq, args.images, stage.dir, resize=args.resize, device=args.device)
     print(report.markdown())
     if report.skipped:
         print(f"skipped {len(report.skipped)} unreadable image(s): {', '.join(report.skipped)}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from hit_decoder.memory import available_memory
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"512x1024"`` -> ``(512, 1024)`` (height x width); ``"512"`` -> ``(512, 512)``."""
@@ -72,18 +74,6 @@ def _class_id(label: str | None, conditioning: dict) -> int | None:
     return k
 
 
-def available_memory() -> int | None:
-    """Bytes the OS reports as available (Linux ``MemAvailable``), or None where unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
-
-
 def check_memory(size: tuple[int, int], batch: int, tile_px: int | None, channels: int) -> None:
     """Refuse up front (before sampling) a size whose decode cannot fit in memory: the float image
     canvas and blend weights (B x H x W x 24 bytes) always, plus, without --tile, the decoder's
@@ -103,45 +93,38 @@ def check_memory(size: tuple[int, int], batch: int, tile_px: int | None, channel
                       "(e.g. --tile 512), or choose a smaller --size")
 
 
-def _earlier_samples(out) -> list[str]:  # noqa: ANN001 (Path)
-    """An earlier ``sample`` run's files in ``out``: samples.json and the samples it lists."""
-    import json
-
-    summary = out / "samples.json"
-    if not summary.is_file():
-        return []
-    try:
-        stems = [str(s) for s in json.loads(summary.read_text()).get("samples", [])]
-    except (ValueError, AttributeError):
-        stems = []
-    return ["samples.json", *(f"{s}{ext}" for s in stems for ext in (".png", ".npy"))]
-
-
 def run(args: argparse.Namespace) -> int:
-    import json
-    import secrets
-    from pathlib import Path
-
     if (args.model is None) == (args.vqgan_config is None):
         raise ValueError("give either --model FILE, or --vqgan-config YAML with --vqgan-ckpt CKPT")
     if args.vqgan_config is not None and args.vqgan_ckpt is None:
         raise ValueError("--vqgan-config needs --vqgan-ckpt (the model the prior was trained on)")
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
+
+    from hit_decoder.fileio import staged_outputs
+
+    same_seed = ["samples.json", f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else ["samples.json"]
+    # checked and set up before sampling; the samples replace an earlier run's (only files it wrote) once all are written
+    with staged_outputs(args.out, same_seed, overwrite=args.overwrite, what="--out",
+                        how="pass --overwrite to replace them, or choose another --out") as stage:
+        return _sample(args, stage)
+
+
+def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutputs)
+    import json
+    import secrets
 
     import numpy as np
     import torch
 
     from hit_decoder import adapters
-    from hit_decoder.fileio import atomic_path, claim_outputs
-    from hit_decoder.prior import load_prior, read_prior
-    from hit_decoder.sampling import grid_shape_for, sample_sliding_window
     from hit_decoder.adapters import decode_codes
     from hit_decoder.images import save_png, tensor_to_pil
+    from hit_decoder.prior import load_prior, read_prior
+    from hit_decoder.sampling import grid_shape_for, sample_sliding_window
 
-    same_seed = [f"s{args.seed}_*.png", f"s{args.seed}_*.npy"] if args.seed is not None else []
-    claim_outputs(args.out, _earlier_samples(Path(args.out)) + same_seed, overwrite=args.overwrite, what="--out",
-                  how="pass --overwrite to replace them, or choose another --out")
     if args.vqgan_config is not None:
         adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
     prior_file = read_prior(args.prior)  # read once; format and metadata checked before the models are loaded
@@ -173,20 +156,18 @@ def run(args: argparse.Namespace) -> int:
                                 window=None if windowed else (wh, ww))  # (B, h, w)
     with torch.no_grad():
         images = decode_codes(vq, idx, tile=tile, progress=tile is not None).cpu()  # (B, 3, H, W)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = stage.dir
     files = []
     for k in range(idx.shape[0]):
         stem = out / f"s{seed}_{k:03d}"
         save_png(tensor_to_pil(images[k]), stem.with_suffix(".png"))
-        with atomic_path(stem.with_suffix(".npy")) as tmp, open(tmp, "wb") as fh:
+        with open(stem.with_suffix(".npy"), "wb") as fh:
             np.save(fh, idx[k].cpu().numpy().astype(np.int64))
         files.append(stem.name)
     context = {"neighbourhood": info["architecture"]} if windowed else {"window": [wh, ww]}
     summary = {"seed": seed, "size": list(args.size), "grid": list(grid), **context, "class": label,
                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "method": args.method,
                "tile_px": args.tile, "prior": str(args.prior), "model": args.model or args.vqgan_ckpt, "samples": files}
-    with atomic_path(out / "samples.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) in {out}")
+    (out / "samples.json").write_text(json.dumps(summary, indent=2))
+    print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) in {stage.folder}")
     return 0

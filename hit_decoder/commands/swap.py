@@ -62,45 +62,55 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--override expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--override {item!r}: the value is not valid YAML ({exc}); e.g. --override 'depths=[1,1]'") from None
     return out
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import torch
 
     from hit_decoder import adapters
     from hit_decoder.flops import count_parameters
+    from hit_decoder.registry import load_decoder_config
 
-    from hit_decoder.fileio import claim_outputs
+    from hit_decoder.fileio import staged_outputs
 
     overrides = parse_overrides(args.override)
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
     if (args.vqgan_config is None) == (args.diffusers_model is None):
         raise ValueError("give either --vqgan-config YAML (taming, with --vqgan-ckpt) or --diffusers-model DIR")
     wrong = "taming" if args.diffusers_model is not None else "diffusers"
     if args.format == wrong:
         raise ValueError(f"--format {wrong} does not fit a {'diffusers' if wrong == 'taming' else 'taming'} model; "
                          f"use library, {'diffusers' if wrong == 'taming' else 'taming'} or both")
-    # every output of any --format: with --overwrite none of an earlier swap's files can stay behind
-    claim_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
-                  how="pass --overwrite to replace them, or choose another --out")
-    if args.diffusers_model is not None:
-        return _run_diffusers(args, overrides)
-    if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
-        raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
-    model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    old = type(model.decoder).__name__, count_parameters(model.decoder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        adapters.swap_decoder(model, args.decoder, **overrides)
-    out = Path(args.out)
-    written = []
-    if args.format in ("both", "library"):
-        written.append(adapters.save_vqmodel(model, out / "model.safetensors"))
-    if args.format in ("both", "taming"):
-        written.extend(adapters.export_taming(model, out / "taming" / "model.ckpt", out / "taming" / "model.yaml"))
+    load_decoder_config(args.decoder)  # a preset name or a readable decoder YAML, before the VQGAN is loaded
+    # every output of any --format: with --overwrite none of an earlier swap's files can stay behind;
+    # the new files replace them only once all are written
+    with staged_outputs(args.out, OUTPUTS, overwrite=args.overwrite, what="--out",
+                        how="pass --overwrite to replace them, or choose another --out") as stage:
+        if args.diffusers_model is not None:
+            written = [stage.final(p) for p in _run_diffusers(args, overrides, stage.dir)]
+            for path in written:
+                print(f"wrote {path}")
+            return 0
+        if args.vqgan_ckpt is None and adapters.resolve_model_config(args.vqgan_config)["params"].get("ckpt_path") is None:
+            raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
+        model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+        old = type(model.decoder).__name__, count_parameters(model.decoder)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(args.seed)
+            adapters.swap_decoder(model, args.decoder, **overrides)
+        out = stage.dir
+        written = []
+        if args.format in ("both", "library"):
+            written.append(adapters.save_vqmodel(model, out / "model.safetensors"))
+        if args.format in ("both", "taming"):
+            written.extend(adapters.export_taming(model, out / "taming" / "model.ckpt", out / "taming" / "model.yaml"))
+        written = [stage.final(p) for p in written]
     dec = model.decoder
     print(f"kept encoder + codebook ({adapters.codebook_size(model.quantize)} codes, f{adapters.downsample_factor(model)}) "
           f"from {args.vqgan_ckpt or 'the config ckpt_path'}")
@@ -111,9 +121,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_diffusers(args: argparse.Namespace, overrides: dict) -> int:
-    from pathlib import Path
-
+def _run_diffusers(args: argparse.Namespace, overrides: dict, out) -> list:
+    """Swap the decoder of a diffusers VQModel and write its outputs into ``out``; returns the paths."""
     import torch
 
     from hit_decoder.adapters import codebook_size, diffusers_adapter
@@ -125,7 +134,6 @@ def _run_diffusers(args: argparse.Namespace, overrides: dict) -> int:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(args.seed)
         hd.swap_decoder(model, args.decoder, **overrides)
-    out = Path(args.out)
     written = []
     if args.format in ("both", "library"):
         written.append(hd.save_vqmodel(model, out / "model.safetensors"))
@@ -136,6 +144,4 @@ def _run_diffusers(args: argparse.Namespace, overrides: dict) -> int:
           f"norm_type {model.config.norm_type}) from {args.diffusers_model}")
     print(f"replaced {old[0]} ({old[1] / 1e6:.2f}M params) with HiT decoder {args.decoder!r} "
           f"({count_parameters(dec) / 1e6:.2f}M params, z_channels {dec.z_channels}, seed {args.seed})")
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+    return written

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_arguments, print_config, setup_logging
+from . import add_config_arguments, add_unsafe_pickle_flag, print_config, setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "`hit-decoder train --config demo trainer.max_batches=100 out_dir=runs/x`.",
     )
     add_config_arguments(p, "training")
+    add_unsafe_pickle_flag(p, "model.vqgan_ckpt (mode=decoder_swap)")
     p.set_defaults(func=run)
 
 
@@ -41,5 +42,5 @@ def run(args: argparse.Namespace) -> int:
         print_config(cfg)
         return 0
     setup_logging()
-    report(run_training(cfg))
+    report(run_training(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_arguments, print_config, setup_logging
+from . import add_config_arguments, add_unsafe_pickle_flag, print_config, setup_logging
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "logs/ and result.json.",
     )
     add_config_arguments(p, "prior")
+    add_unsafe_pickle_flag(p, "first_stage.taming_ckpt")
     p.set_defaults(func=run)
 
 
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         print_config(cfg)
         return 0
     setup_logging()
-    result = train_prior(cfg)
+    result = train_prior(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle)
     first, last = result.losses[: 10], result.losses[-10:]
     if first and last:
         print(f"trained {result.batches_done} batches; loss {sum(first) / len(first):.3f} (first {len(first)}) -> "

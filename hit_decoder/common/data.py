@@ -88,7 +88,8 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         seen_dirs.update(os.path.realpath(os.path.join(dirpath, d)) for d in dirnames)
         for f in sorted(filenames):
             real = os.path.realpath(os.path.join(dirpath, f))
-            if f.lower().endswith(IMAGE_EXTENSIONS) and real not in seen_files:  # one image, counted once
+            # one image, counted once; only regular files (a named pipe called b.png would block reading)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and real not in seen_files and os.path.isfile(real):
                 seen_files.add(real)
                 files.append(Path(dirpath) / f)
     if not files:
@@ -375,11 +376,12 @@ def build_data(cfg: Any, seed: int) -> DataSplits:
     if cfg.train is None:
         if cfg.val is not None:
             raise ValueError("data.val is set but data.train is not: give both, or neither for the embedded photographs")
-        train = PhotoCropDataset(embedded_photographs(EMBEDDED_TRAIN), cfg.size, cfg.resize, cfg.flip, seed,
+        names = tuple(getattr(cfg, "embedded_train", None) or EMBEDDED_TRAIN)
+        train = PhotoCropDataset(embedded_photographs(names), cfg.size, cfg.resize, cfg.flip, seed,
                                  cfg.epoch_crops_per_image, train=True)
         val = PhotoCropDataset(embedded_photographs(EMBEDDED_VAL), cfg.size, cfg.resize, False, seed,
                                cfg.val_crops_per_image, train=False)
-        desc = (f"embedded scikit-image photographs: train {len(EMBEDDED_TRAIN)} ({', '.join(EMBEDDED_TRAIN)}), "
+        desc = (f"embedded scikit-image photographs: train {len(names)} ({', '.join(names)}), "
                 f"val {len(EMBEDDED_VAL)} held out ({', '.join(EMBEDDED_VAL)}) x {cfg.val_crops_per_image} crops")
         return DataSplits(train, val, desc)
     train_paths = resolve_images(cfg.train, cfg.root)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["to_unit_range", "psnr", "ssim", "codebook_perplexity", "luminance", "seam_ratio", "seam_periods",
-           "seam_ratios"]
+           "seam_ratios", "lab_chroma", "mean_chroma", "chroma_ratio", "GREY_CHROMA", "code_histogram_tv"]
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
@@ -66,6 +66,19 @@ def codebook_perplexity(indices: torch.Tensor, n_codes: int) -> torch.Tensor:
     p = counts / counts.sum().clamp_min(1)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum()
     return torch.exp(entropy).float()
+
+
+def code_histogram_tv(a: torch.Tensor, b: torch.Tensor, n_codes: int) -> float:
+    """Total-variation distance between the code histograms of two index tensors (any shapes):
+    ``0.5 * sum_k |p_a(k) - p_b(k)|``, 0 for the same code frequencies, 1 for disjoint code sets."""
+    if a.numel() == 0 or b.numel() == 0:
+        raise ValueError(f"code_histogram_tv: both index tensors need codes, got {a.numel()} and {b.numel()}")
+    pa = torch.bincount(a.flatten().long(), minlength=n_codes).double() / a.numel()
+    pb = torch.bincount(b.flatten().long(), minlength=n_codes).double() / b.numel()
+    if pa.numel() != n_codes or pb.numel() != n_codes:
+        raise ValueError(f"code_histogram_tv: codes must lie in [0, {n_codes}), got a largest code of "
+                         f"{max(int(a.max()), int(b.max()))}")
+    return float(0.5 * (pa - pb).abs().sum())
 
 
 def luminance(x: torch.Tensor) -> torch.Tensor:
@@ -122,3 +135,45 @@ def seam_periods(factor: int) -> list[int]:
 def seam_ratios(image: torch.Tensor, factor: int) -> dict[int, torch.Tensor]:
     """:func:`seam_ratio` at every period of :func:`seam_periods` (``{period: (B,)}``)."""
     return {p: seam_ratio(image, p) for p in seam_periods(factor)}
+
+
+# sRGB (IEC 61966-2-1) primaries to CIE XYZ, and the D65 white point (CIE 1931 2-degree observer)
+_XYZ_FROM_SRGB = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+_D65_WHITE = (0.95047, 1.0, 1.08883)
+#: mean chroma below which an image counts as grey (rounding leaves ~1e-5 on exact greys; a just
+#: visible colour difference is about 1 to 2)
+GREY_CHROMA = 1e-2
+
+
+def lab_chroma(x: torch.Tensor) -> torch.Tensor:
+    """CIELAB chroma ``sqrt(a*^2 + b*^2)`` of sRGB images ``(B, 3, H, W)`` in [0, 1] -> ``(B, H, W)``
+    float64 (0 for greys; about 0-130 for sRGB colours). sRGB is linearised, mapped to XYZ and to
+    L*a*b* relative to D65 (CIE 15: f(t) = t^(1/3) above (6/29)^3, linear below)."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"lab_chroma: expected RGB images (B, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+    c = x.double().clamp(0.0, 1.0)
+    lin = torch.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)  # (B, 3, H, W)
+    m = torch.tensor(_XYZ_FROM_SRGB, dtype=torch.float64, device=x.device)
+    xyz = torch.einsum("kc,bchw->bkhw", m, lin)  # (B, 3, H, W): X, Y, Z
+    xyz = xyz / torch.tensor(_D65_WHITE, dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
+    eps = (6.0 / 29.0) ** 3
+    f = torch.where(xyz > eps, xyz.clamp_min(eps) ** (1.0 / 3.0), xyz / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+    a = 500.0 * (f[:, 0] - f[:, 1])  # (B, H, W)
+    b = 200.0 * (f[:, 1] - f[:, 2])  # (B, H, W)
+    return torch.sqrt(a * a + b * b)
+
+
+def mean_chroma(x: torch.Tensor) -> torch.Tensor:
+    """Mean CIELAB chroma per image (:func:`lab_chroma`), shape ``(B,)``."""
+    return lab_chroma(x).flatten(1).mean(1)
+
+
+def chroma_ratio(original: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """How much colour a reconstruction keeps, per image ``(B,)``: its mean CIELAB chroma over the
+    original's (1.0 = as colourful, 0 = grey, above 1 = more colourful). Inputs ``(B, 3, H, W)``
+    in [0, 1]; ``nan`` where the original is grey (mean chroma below :data:`GREY_CHROMA`: no colour
+    to keep)."""
+    _check_pair(original, reconstruction, "chroma_ratio")
+    ref = mean_chroma(original)
+    grey = ref < GREY_CHROMA
+    return torch.where(grey, torch.full_like(ref, float("nan")), mean_chroma(reconstruction) / ref.clamp_min(GREY_CHROMA))

@@ -4,9 +4,10 @@
   taming export (``.ckpt`` + YAML) is the source of ``run_training("demo_swap")``, which replaces
   the CNN decoder with a HiT decoder trained on the frozen encoder and codebook;
 * stage 1 — ``run_training("demo")``: encoder, codebook and HiT decoder from scratch;
-* high-resolution sampling — ``train_prior("demo")`` on the stage-1 model's code grids, then
-  ``sample_sliding_window`` on a canvas of several prior windows per side and ``decode_codes``
-  tile by tile and whole;
+* high-resolution sampling — ``train_prior("demo")`` twice on the stage-1 model's codes of one
+  texture photograph (a taming GPT, and with ``architecture=windowed`` a windowed prior), then
+  ``sample_sliding_window`` with each on a canvas at least 4x the photograph's code grid and
+  ``decode_codes`` tile by tile and whole;
 
 and the measurements on the held-out photographs (whole), which run in the main process after
 training, so that decode times are taken with nothing else of the demo running.
@@ -15,16 +16,18 @@ training, so that decode times are taken with nothing else of the demo running.
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .plan import PHASE_CONFIGS, DemoPlan
+from .plan import PHASE_CONFIGS, PRIOR_KEYS, DemoPlan
 from .terminal import BatchProgress, Reporter
 
-__all__ = ["Job", "lpips_state", "run_swap_phases", "run_stage1_phase", "run_prior_phase", "sample_phase",
+__all__ = ["Job", "lpips_state", "run_swap_phases", "run_stage1_phase", "run_prior_phases", "sample_phase",
+           "texture_image",
            "evaluate_swap", "evaluate_stage1", "read_metrics", "phase_config"]
 
 
@@ -65,7 +68,7 @@ def training_overrides(job: Job, key: str, extra: list[str] | None = None) -> li
         out.append(f"trainer.max_batches={plan.batches[key]}")
     if job.overwrite:
         out.append("overwrite=true")
-    if key != "prior":
+    if key not in PRIOR_KEYS:
         out.append("trainer.tensorboard=false")
         if plan.val_every is not None:
             out += [f"trainer.val_every={plan.val_every}", f"trainer.log_every={max(1, plan.val_every // 2)}"]
@@ -82,7 +85,7 @@ def phase_config(key: str, overrides: list[str]) -> dict[str, Any]:
     """The merged config of a phase (shipped config + overrides) as plain data."""
     from omegaconf import OmegaConf
 
-    if key == "prior":
+    if key in PRIOR_KEYS:
         from ..prior import load_prior_config
 
         cfg = load_prior_config(PHASE_CONFIGS[key], overrides)
@@ -136,62 +139,119 @@ def run_stage1_phase(job: Job, reporter: Reporter) -> dict[str, Any]:
     return run
 
 
-def run_prior_phase(job: Job, reporter: Reporter, stage1_model: str) -> dict[str, Any]:
-    """Part 3a: a transformer prior on the stage-1 model's code grids (shipped prior config)."""
-    from ..prior import train_prior
+def texture_image(name: str, side: int, factor: int) -> torch.Tensor:
+    """The scikit-image photograph ``name`` resized (shorter side ``side``) and cut to a centred
+    square whose side is a multiple of ``factor``: ``(1, 3, S, S)`` in [-1, 1]."""
+    from ..images import fit_to_factor, resize_shorter
+    from ..common.data import embedded_photographs
 
-    key, title = "prior", "[sampling] prior"
-    overrides = training_overrides(job, key, ["first_stage.untrained=null", f"first_stage.model={stage1_model}"])
-    start = clock()
-    reporter.start(key, title, _max_batches(key, overrides))
-    result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
-    timing = job.timing(key, title, start)
-    reporter.finish(key, f"[sampling] prior trained on the stage-1 code grids: {result.batches_done} batches, "
-                    f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}", timing["seconds"])
-    return {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "prior": str(result.prior), "batches": result.batches_done,
-            "losses": [result.losses[0], result.losses[-1]], "out_dir": str(result.out_dir), "timing": timing}
+    [(_, img)] = embedded_photographs([name])
+    img = resize_shorter(img, side)
+    s = min(img.size)
+    left, top = (img.width - s) // 2, (img.height - s) // 2
+    return fit_to_factor(img.crop((left, top, left + s, top + s)), factor)[None]
 
 
-@torch.no_grad()
-def sample_phase(job: Job, reporter: Reporter, stage1_model: str, prior_file: str, bars: bool) -> dict[str, Any]:
-    """Part 3b: sample a canvas of ``plan.canvas_windows`` prior windows per side with the sliding
-    window, decode it tile by tile (one tile per window) and whole, and compare the two."""
+PRIOR_TITLES = {"prior": "taming GPT prior", "windowed": "windowed prior"}
+
+
+def run_prior_phases(job: Job, reporter: Reporter, stage1_model: str) -> dict[str, Any]:
+    """Part 3a: the texture photograph (``plan.texture``) written to ``out/texture/``, and two priors
+    on the stage-1 model's codes of it, with the same prior config, crops, seed and budget: a taming
+    GPT (sampled with the sliding window) and a windowed prior (sampled by streaming)."""
     from .. import adapters
-    from ..prior import load_prior, prior_info
-    from ..sampling import sample_sliding_window
+    from ..images import save_png, tensor_to_pil
+    from ..prior import train_prior
 
     plan = job.plan
     vq = adapters.load_vqmodel(stage1_model).eval()
-    prior = load_prior(prior_file, vq).eval()
-    window = [int(v) for v in prior_info(prior_file)["window"]]
-    shape = (plan.canvas_windows[0] * window[0], plan.canvas_windows[1] * window[1])
-    start = clock()
-    reporter.start("sample", f"[sampling] {shape[0]}x{shape[1]} codes")
-    idx = sample_sliding_window(prior, shape, seed=plan.seed, top_k=plan.top_k, progress=bars)  # (1, h, w)
-    sampling = job.timing("sample", "sliding-window sampling", start)
-    reporter.finish("sample", f"[sampling] sampled {shape[0]}x{shape[1]} codes ({plan.canvas_windows[0]}x"
-                    f"{plan.canvas_windows[1]} windows of {window[0]}x{window[1]}) with the sliding window",
-                    sampling["seconds"])
-    start = clock()
-    reporter.start("decode", "[sampling] decoding")
-    tile = min(window)
-    t = time.perf_counter()
-    tiled = adapters.decode_codes(vq, idx, tile=tile, progress=bars)  # (1, 3, H, W) in [-1, 1]
-    tiled_seconds = time.perf_counter() - t
-    t = time.perf_counter()
-    whole = adapters.decode_codes(vq, idx)
-    whole_seconds = time.perf_counter() - t
-    decoding = job.timing("decode", "decoding (tiled + whole)", start)
-    diff = (tiled - whole).abs()
-    max_diff = float(diff.max())
-    reporter.finish("decode", f"[sampling] decoded to {tiled.shape[-2]}x{tiled.shape[-1]} px in {tile}x{tile}-code tiles: "
-                    f"max |tiled - whole| = {max_diff:.2e}", decoding["seconds"])
-    used = idx.unique().numel()
-    return {"codes": idx[0], "tiled": tiled, "whole": whole, "window": window, "canvas_codes": list(shape),
-            "tile_codes": tile, "factor": adapters.downsample_factor(vq), "max_abs_diff": max_diff,
-            "mean_abs_diff": float(diff.mean()), "codes_used": int(used),
-            "codebook_size": adapters.codebook_size(vq.quantize),
-            "decode_seconds": {"tiled": tiled_seconds, "whole": whole_seconds}, "timings": [sampling, decoding]}
+    photo = texture_image(plan.texture, plan.texture_side, adapters.downsample_factor(vq))  # (1, 3, S, S)
+    folder = job.out / "texture"
+    save_png(tensor_to_pil(photo[0]), folder / f"{plan.texture}.png")
+    source = ["first_stage.untrained=null", f"first_stage.model={stage1_model}", f"data.images={folder}", "data.resize=null"]
+    out: dict[str, Any] = {"texture": {"name": plan.texture, "file": str(folder / f"{plan.texture}.png"), "image": photo}}
+    for key in PRIOR_KEYS:
+        title = f"[sampling] {PRIOR_TITLES[key]}"
+        overrides = training_overrides(job, key, source + (["architecture=windowed"] if key == "windowed" else []))
+        start = clock()
+        reporter.start(key, title, _max_batches(key, overrides))
+        result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
+        timing = job.timing(key, title, start)
+        reporter.finish(key, f"{title} trained on the codes of {plan.texture}: {result.batches_done} batches, "
+                        f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}", timing["seconds"])
+        out[key] = {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "prior": str(result.prior),
+                    "batches": result.batches_done, "losses": [result.losses[0], result.losses[-1]],
+                    "out_dir": str(result.out_dir), "timing": timing}
+    return out
+
+
+@torch.no_grad()
+def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[str, Any], bars: bool) -> dict[str, Any]:
+    """Part 3b: each prior samples a canvas ``plan.canvas_scale`` times the texture photograph's code
+    grid per side (the taming GPT with the sliding window, the windowed prior by streaming); each
+    sample is decoded tile by tile (one tile per prior window) and whole, and compared with the
+    photograph: code-histogram distance and the seam ratio at the window period."""
+    from .. import adapters
+    from ..prior import load_prior, prior_info
+    from ..sampling import sample_sliding_window
+    from ..common.metrics import code_histogram_tv, seam_ratio, to_unit_range
+
+    plan = job.plan
+    vq = adapters.load_vqmodel(stage1_model).eval()
+    factor, n_codes = adapters.downsample_factor(vq), adapters.codebook_size(vq.quantize)
+    photo = priors["texture"]["image"]
+    photo_codes = adapters.encode_indices(vq, photo)  # (1, h, w)
+    window = [int(v) for v in prior_info(priors["prior"]["prior"])["window"]]
+    period = window[0] * factor  # the window period in pixels (square windows)
+    shape = (plan.canvas_scale * photo_codes.shape[1], plan.canvas_scale * photo_codes.shape[2])
+    h2 = photo_codes.shape[1] // 2
+    texture = {**priors["texture"],
+               "codes": photo_codes[0], "recon": adapters.decode_indices(vq, photo_codes).float(),
+               "grid_codes": list(photo_codes.shape[1:]),
+               "codes_used": int(photo_codes.unique().numel()),
+               # what two pieces of the photograph itself score: its top half against its bottom half
+               "tv_halves": code_histogram_tv(photo_codes[:, :h2], photo_codes[:, h2:], n_codes)}
+    texture["seam_window"] = _finite_or_none(float(seam_ratio(to_unit_range(texture["recon"]), period)[0]))
+    samples, timings = {}, []
+    for key in PRIOR_KEYS:
+        prior = load_prior(priors[key]["prior"], vq).eval()
+        how = "the sliding window" if key == "prior" else "streaming"
+        start = clock()
+        reporter.start(f"sample_{key}", f"[sampling] {PRIOR_TITLES[key]}: {shape[0]}x{shape[1]} codes")
+        idx = sample_sliding_window(prior, shape, seed=plan.seed, top_k=plan.top_k, progress=bars)  # (1, h, w)
+        timing = job.timing(f"sample_{key}", f"sampling, {PRIOR_TITLES[key]} ({how})", start)
+        timings.append(timing)
+        t = time.perf_counter()
+        tiled = adapters.decode_codes(vq, idx, tile=min(window), progress=bars)  # (1, 3, H, W) in [-1, 1]
+        tiled_seconds = time.perf_counter() - t
+        t = time.perf_counter()
+        whole = adapters.decode_codes(vq, idx)
+        whole_seconds = time.perf_counter() - t
+        diff = (tiled - whole).abs()
+        samples[key] = {"codes": idx[0], "tiled": tiled, "whole": whole, "sampling_seconds": timing["seconds"],
+                        "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+                        "decode_seconds": {"tiled": tiled_seconds, "whole": whole_seconds},
+                        "codes_used": int(idx.unique().numel()), "tv": code_histogram_tv(idx, photo_codes, n_codes),
+                        "seam_window": _finite_or_none(float(seam_ratio(to_unit_range(tiled), period)[0])),
+                        # control: the same image measured on lines half a window away from the window borders
+                        "seam_shifted": _finite_or_none(float(seam_ratio(to_unit_range(tiled[..., period // 2:, period // 2:]), period)[0]))}
+        reporter.finish(f"sample_{key}", f"[sampling] {PRIOR_TITLES[key]} sampled {shape[0]}x{shape[1]} codes with {how}, "
+                        f"decoded in {min(window)}x{min(window)}-code tiles: code-histogram TV to {plan.texture} "
+                        f"{samples[key]['tv']:.3f}, seam ratio at {period} px {_num(samples[key]['seam_window'])}, "
+                        f"max |tiled - whole| {samples[key]['max_abs_diff']:.1e}", timing["seconds"])
+    return {"samples": samples, "texture": texture, "window": window, "canvas_codes": list(shape), "tile_codes": min(window),
+            "factor": factor, "period_px": period, "codebook_size": n_codes,
+            "speedup": samples["prior"]["sampling_seconds"] / max(samples["windowed"]["sampling_seconds"], 1e-9),
+            "timings": timings}
+
+
+def _finite_or_none(v: float) -> float | None:
+    """``None`` for a measurement that does not exist here (a seam ratio of an image with no line of the grid inside)."""
+    return v if math.isfinite(v) else None
+
+
+def _num(v: float | None, spec: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, spec)
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -202,16 +262,17 @@ def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str
     n = adapters.codebook_size(vq.quantize)
     idx = torch.cat([adapters.encode_indices(vq, x).flatten() for x in images])
     counts = torch.bincount(idx, minlength=n)
-    return {"codebook_size": n, "codes": int(idx.numel()), "used": int((counts > 0).sum()),
+    return {"codebook_size": n, "photographs": len(images), "codes": int(idx.numel()), "used": int((counts > 0).sum()),
             "used_fraction": float((counts > 0).float().mean()), "perplexity": float(codebook_perplexity(idx, n)),
             "counts": counts.tolist()}
 
 
-def _training_photographs(factor: int, side: int) -> list[torch.Tensor]:
-    from ..common.data import EMBEDDED_TRAIN
+def _training_photographs(factor: int, train: tuple[tuple[str, ...], int]) -> list[torch.Tensor]:
+    """The photographs a phase trained on (``(names, shorter side)``), whole."""
     from ..training.evaluate import held_out_images
 
-    return list(held_out_images(factor, side, EMBEDDED_TRAIN).values())
+    names, side = train
+    return list(held_out_images(factor, side, names).values())
 
 
 @torch.no_grad()
@@ -223,6 +284,15 @@ def _reconstruct(vq: torch.nn.Module, images: dict[str, torch.Tensor]) -> tuple[
     return codes, {name: adapters.decode_indices(vq, c).float() for name, c in codes.items()}
 
 
+def _scores(x: torch.Tensor, xrec: torch.Tensor, factor: int) -> dict[str, Any]:
+    """One held-out photograph's size, PSNR, SSIM, seam ratios and chroma ratio (colour kept)."""
+    from ..training.evaluate import score_images
+    from ..common.metrics import chroma_ratio, to_unit_range
+
+    return {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, xrec, factor),
+            "chroma_ratio": float(chroma_ratio(to_unit_range(x), to_unit_range(xrec))[0])}
+
+
 def _decoder_cost(vq: torch.nn.Module, latent: tuple[int, int]) -> dict[str, float]:
     from ..flops import count_flops, count_parameters
 
@@ -231,11 +301,11 @@ def _decoder_cost(vq: torch.nn.Module, latent: tuple[int, int]) -> dict[str, flo
 
 
 @torch.no_grad()
-def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: int) -> dict[str, Any]:
+def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train: tuple[tuple[str, ...], int]) -> dict[str, Any]:
     """The CNN and the HiT decoder on the SAME codes of the held-out photographs (whole): scores,
     reconstructions, cost, and decode times measured interleaved in this process."""
     from .. import adapters
-    from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores, score_images
+    from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores
     from ..common.metrics import seam_periods, seam_ratio, to_unit_range
 
     models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
@@ -250,8 +320,7 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: in
     recon = {k: {n: adapters.decode_indices(vq, c).float() for n, c in codes.items()} for k, vq in models.items()}
     decoders = {}
     for k, vq in models.items():
-        per = {n: {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, recon[k][n], factor)}
-               for n, x in images.items()}
+        per = {n: _scores(x, recon[k][n], factor) for n, x in images.items()}
         decoders[k] = {"images": per, "mean": mean_scores(per), **_decoder_cost(vq, (256 // factor, 256 // factor))}
     seconds = interleaved_seconds({k: (lambda vq=vq: [adapters.decode_indices(vq, c) for c in codes.values()])
                                    for k, vq in models.items()}, plan.timing_repeats)
@@ -259,24 +328,24 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train_side: in
         decoders[k]["decode_seconds"] = s
     originals = {f"seam_p{p}": sum(float(seam_ratio(to_unit_range(x), p)[0]) for x in images.values()) / len(images)
                  for p in seam_periods(factor)}
-    usage = _codebook_usage(models["cnn"], _training_photographs(factor, train_side))
+    usage = _codebook_usage(models["cnn"], _training_photographs(factor, train))
     return {"factor": factor, "decoders": decoders, "originals": originals, "codes_identical": identical,
             "codebook": usage, "images": images, "recon": recon, "eval_side": plan.eval_side}
 
 
 @torch.no_grad()
-def evaluate_stage1(plan: DemoPlan, model: str, train_side: int) -> dict[str, Any]:
+def evaluate_stage1(plan: DemoPlan, model: str, train: tuple[tuple[str, ...], int]) -> dict[str, Any]:
     """The stage-1 VQGAN (HiT decoder) on the held-out photographs, whole, and its codebook usage."""
     from .. import adapters
-    from ..training.evaluate import held_out_images, mean_scores, score_images
+    from ..training.evaluate import held_out_images, mean_scores
 
     vq = adapters.load_vqmodel(model).eval()
     factor = adapters.downsample_factor(vq)
     images = held_out_images(factor, plan.eval_side)
     _, recon = _reconstruct(vq, images)
-    per = {n: {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, recon[n], factor)} for n, x in images.items()}
+    per = {n: _scores(x, recon[n], factor) for n, x in images.items()}
     return {"factor": factor, "images_scores": per, "mean": mean_scores(per), "recon": recon,
-            "codebook": _codebook_usage(vq, _training_photographs(factor, train_side)),
+            "codebook": _codebook_usage(vq, _training_photographs(factor, train)),
             **_decoder_cost(vq, (256 // factor, 256 // factor))}
 
 

@@ -27,7 +27,10 @@ from .phases import read_metrics
 
 __all__ = ["write_report", "losses_that_ran"]
 
-COLOURS = {"cnn": "#1f77b4", "hit": "#d62728", "stage1": "#2ca02c", "prior": "#9467bd"}
+COLOURS = {"cnn": "#1f77b4", "hit": "#d62728", "stage1": "#2ca02c", "prior": "#9467bd", "windowed": "#ff7f0e"}
+#: the priors as the page names them, and their image file stems
+PRIOR_NAMES = {"prior": "taming GPT (sliding window)", "windowed": "windowed prior (streaming)"}
+PRIOR_FILES = {"prior": "gpt", "windowed": "windowed"}
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -95,11 +98,14 @@ def stage1_curves_png(rows: list[dict]) -> bytes:
     return _figure_png(fig)
 
 
-def prior_curve_png(rows: list[dict]) -> bytes:
+def prior_curve_png(rows: dict[str, list[dict]]) -> bytes:
+    """Training loss of each prior (``{key: CSV rows}``), on one plot."""
     fig, (a,) = _figure(6, 3.2)
-    _curve(a, rows, "train/loss", "cross-entropy", COLOURS["prior"])
-    a.set(title="prior training loss", xlabel="batch", ylabel="nats per code")
+    for key, r in rows.items():
+        _curve(a, r, "train/loss", PRIOR_NAMES[key], COLOURS[key])
+    a.set(title="prior training loss (same crops, same order)", xlabel="batch", ylabel="nats per code")
     a.grid(alpha=0.3)
+    a.legend(fontsize=8)
     return _figure_png(fig)
 
 
@@ -125,6 +131,11 @@ def window_grid(image: torch.Tensor, step_px: tuple[int, int], scale: int) -> Im
     for y in range(0, img.height + 1, step_px[0] * scale):
         draw.line([(0, min(y, img.height - 1)), (img.width, min(y, img.height - 1))], fill=(255, 255, 0), width=1)
     return img
+
+
+def _enlarged(image: torch.Tensor, scale: int) -> Image.Image:
+    img = tensor_to_pil(image)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
 def difference_image(a: torch.Tensor, b: torch.Tensor, scale: int) -> Image.Image:
@@ -214,10 +225,11 @@ def _swap_section(data: dict[str, Any], swap_eval: dict[str, Any], pngs: dict[st
     names = {"cnn": "CNN decoder (taming, trained with the VQGAN)", "hit": "HiT decoder (swapped in, frozen codes)"}
     seam_head = [f"seam p{p}" + (" (code cell)" if p == f else "") for p in periods]
     rows = [[names[k], f"{v['params'] / 1e6:.3f}", _f(v["gflops"], ".2f"), _f(v["decode_seconds"], ".3f"),
-             _f(v["mean"]["psnr"], ".2f"), _f(v["mean"]["ssim"], ".4f"), *(_f(v["mean"][f"seam_p{p}"], ".2f") for p in periods)]
+             _f(v["mean"]["psnr"], ".2f"), _f(v["mean"]["ssim"], ".4f"), _f(v["mean"]["chroma_ratio"], ".2f"),
+             *(_f(v["mean"][f"seam_p{p}"], ".2f") for p in periods)]
             for k, v in d.items()]
-    rows.append(["<i>original photographs</i>", "", "", "", "", "", *(_f(orig[f"seam_p{p}"], ".2f") for p in periods)])
-    per = [[_e(n), s["size"], names[k].split(" (")[0], _f(s["psnr"], ".2f"), _f(s["ssim"], ".4f"),
+    rows.append(["<i>original photographs</i>", "", "", "", "", "", "1.00", *(_f(orig[f"seam_p{p}"], ".2f") for p in periods)])
+    per = [[_e(n), s["size"], names[k].split(" (")[0], _f(s["psnr"], ".2f"), _f(s["ssim"], ".4f"), _f(s["chroma_ratio"], ".2f"),
             *(_f(s[f"seam_p{p}"], ".2f") for p in periods)]
            for k, v in d.items() for n, s in v["images"].items()]
     cnn, hit = d["cnn"]["mean"], d["hit"]["mean"]
@@ -238,12 +250,17 @@ decoder was then replaced by a new HiT decoder trained for {budget['swap']} batc
 (checked: identical) of the held-out photographs, <b>whole</b> (shorter side {swap_eval['eval_side']} px), in the
 same process. Decode time: median of {data['plan']['timing_repeats']} interleaved runs over both photographs, one thread.
 GFLOPs per 256x256 output. Seam ratio at period p: mean luminance step across the lines of a p-pixel grid over the
-mean elsewhere (1.0 = no grid; a decoder that paints its code cells scores above 1 at p = {f}).</p>
+mean elsewhere (1.0 = no grid; a decoder that paints its code cells scores above 1 at p = {f}). Chroma ratio: mean CIELAB
+chroma (&radic;(a*&sup2; + b*&sup2;)) of the reconstruction over the original's (1.0 = colour kept, below 1 = paler).</p>
 <p><b>Result:</b> HiT - CNN: PSNR {hit['psnr'] - cnn['psnr']:+.2f} dB, SSIM {hit['ssim'] - cnn['ssim']:+.4f}, at
 {d['hit']['gflops'] / d['cnn']['gflops']:.2f}x the CNN decoder's FLOPs and {d['hit']['decode_seconds'] / d['cnn']['decode_seconds']:.2f}x
 its decode time.</p>
-{_table(["decoder", "params (M)", "GFLOPs", "decode s", "PSNR (dB)", "SSIM", *seam_head], rows)}
-{_table(["photograph", "size", "decoder", "PSNR (dB)", "SSIM", *seam_head], per)}
+{_table(["decoder", "params (M)", "GFLOPs", "decode s", "PSNR (dB)", "SSIM", "chroma ratio", *seam_head], rows)}
+{_table(["photograph", "size", "decoder", "PSNR (dB)", "SSIM", "chroma ratio", *seam_head], per)}
+<p class="note"><b>What the pictures show:</b> one photograph the models never saw, decoded by both decoders from the same
+codes: differences between the two decoders come from the decoders alone. <b>What limits them:</b> a small VQGAN
+({data['swap']['codebook']['codebook_size']} codes, f{f}) trained for minutes on {data['swap']['codebook']['photographs']} photographs:
+fine detail is lost in the codes themselves, so neither decoder can bring it back.</p>
 {''.join(figures)}
 {_img(curves, "decoder swap training curves", "Training curves (CSV logs of both runs). The CNN VQGAN trains encoder, codebook and decoder together; the HiT decoder starts after it, on its frozen codes.")}
 """
@@ -252,9 +269,9 @@ its decode time.</p>
 def _stage1_section(data: dict[str, Any], pngs: dict[str, bytes], curves: bytes, names: list[str]) -> str:
     s = data["stage1"]
     periods = [int(k[len("seam_p"):]) for k in s["mean"] if k.startswith("seam_p")]
-    rows = [[_e(n), v["size"], _f(v["psnr"], ".2f"), _f(v["ssim"], ".4f"), *(_f(v[f"seam_p{p}"], ".2f") for p in periods)]
-            for n, v in s["images"].items()]
-    rows.append(["<b>mean</b>", "", _f(s["mean"]["psnr"], ".2f"), _f(s["mean"]["ssim"], ".4f"),
+    rows = [[_e(n), v["size"], _f(v["psnr"], ".2f"), _f(v["ssim"], ".4f"), _f(v["chroma_ratio"], ".2f"),
+             *(_f(v[f"seam_p{p}"], ".2f") for p in periods)] for n, v in s["images"].items()]
+    rows.append(["<b>mean</b>", "", _f(s["mean"]["psnr"], ".2f"), _f(s["mean"]["ssim"], ".4f"), _f(s["mean"]["chroma_ratio"], ".2f"),
                  *(_f(s["mean"][f"seam_p{p}"], ".2f") for p in periods)])
     figures = '<div class="row">' + "".join(
         _img(pngs[f"{n}_original"], f"{n} original", f"<b>{n}</b> original") +
@@ -267,30 +284,72 @@ def _stage1_section(data: dict[str, Any], pngs: dict[str, bytes], curves: bytes,
 {s['params'] / 1e6:.3f} M decoder parameters, {s['gflops']:.2f} GFLOPs per 256x256 output). Losses that ran:</p>
 <ul>{losses}</ul><p class="note">{_e(data['lpips_line'])}.</p>
 {_img(curves, "stage-1 training curves", "Loss terms and validation PSNR from the run's CSV log.")}
-{_table(["photograph", "size", "PSNR (dB)", "SSIM", *(f"seam p{p}" for p in periods)], rows)}
+{_table(["photograph", "size", "PSNR (dB)", "SSIM", "chroma ratio", *(f"seam p{p}" for p in periods)], rows)}
+<p class="note"><b>What the pictures show:</b> the held-out photographs through encoder, codebook and HiT decoder all trained
+together in this run. <b>What limits them:</b> {s['batches']} batches of 64 px crops, no LPIPS unless its weights are on
+this machine, and a discriminator that enters late: expect blur and flat, slightly posterised areas, not artefacts of the
+decoder's blocks (the seam ratios say whether its code cells show).</p>
 {figures}
 """
 
 
 def _sampling_section(data: dict[str, Any], pngs: dict[str, bytes], curve: bytes) -> str:
-    s = data["sampling"]
+    s, t = data["sampling"], data["sampling"]["texture"]
     wh, ww = s["window"]
     ch, cw = s["canvas_codes"]
-    f, scale = s["factor"], s["display_scale"]
-    exact = "identical (exact tiling)" if s["max_abs_diff"] == 0 else f"max |tiled - whole| = {s['max_abs_diff']:.3e}"
+    th, tw = t["grid_codes"]
+    f, scale, period = s["factor"], s["display_scale"], s["period_px"]
+    p = s["priors"]
+    gpt = p["prior"]
+
+    def exact(v: dict[str, Any]) -> str:
+        return "identical (exact tiling)" if v["max_abs_diff"] == 0 else f"max |tiled - whole| = {v['max_abs_diff']:.3e}"
+
+    rows = [[PRIOR_NAMES[k], str(v["batches"]), f"{v['loss'][0]:.3f} &rarr; {v['loss'][1]:.3f}", _f(v["sampling_seconds"], ".1f"),
+             f"{s['speedup']:.1f}x" if k == "windowed" else "1.0x", _f(v["tv"], ".3f"), _f(v["seam_window"], ".2f"),
+             _f(v["seam_shifted"], ".2f"), f"{v['codes_used']}", exact(v)] for k, v in p.items()]
+    rows.append([f"<i>the photograph ({_e(t['name'])}: top half vs bottom half; its reconstruction's seams)</i>", "", "", "", "",
+                 _f(t["tv_halves"], ".3f"), _f(t["seam_window"], ".2f"), "", f"{t['codes_used']}", ""])
+    pictures = (_img(pngs["texture_photo"], "texture photograph", f"<b>{_e(t['name'])}</b>: the priors' only training data "
+                     f"({th * f}x{tw * f} px, {th}x{tw} codes)", "px")
+                + _img(pngs["texture_recon"], "its reconstruction", "its stage-1 reconstruction (what the codes can show)", "px"))
+    samples = "".join(_img(pngs[f"sample_{PRIOR_FILES[k]}_grid"], f"{PRIOR_NAMES[k]} sample",
+                           f"<b>{PRIOR_NAMES[k]}</b>: {ch}x{cw} codes in {v['sampling_seconds']:.1f} s; TV {v['tv']:.3f}, "
+                           f"seam ratio at {period} px {_f(v['seam_window'], '.2f')}", "px") for k, v in p.items())
+    diffs = "".join(_img(pngs[f"sample_{PRIOR_FILES[k]}_diff"], f"{PRIOR_NAMES[k]} tiled minus whole",
+                         f"{PRIOR_NAMES[k]}: |tiled - whole| decode, scaled to its maximum ({exact(v)}; black = equal)", "px")
+                    for k, v in p.items())
     return f"""
-<h2>3. High-resolution sampling: a canvas larger than the prior's window</h2>
-<p class="note">A transformer prior (config <code>prior/demo</code>, {s['prior_batches']} batches) learned the stage-1 model's
-code grids in {wh}x{ww}-code windows; its loss went from {s['prior_loss'][0]:.3f} to {s['prior_loss'][1]:.3f}. The sliding-window
-sampler drew a {ch}x{cw}-code canvas ({ch // wh}x{cw // ww} windows; every code is sampled from the {wh}x{ww} window around it,
-clamped to the canvas; top-k {data['plan']['top_k']}, seed {data['plan']['seed']}; {s['codes_used']} of {s['codebook_size']} codes used)
-in {s['sampling_seconds']:.1f} s, and the stage-1 HiT decoder decoded it tile by tile ({s['tile_codes']}x{s['tile_codes']}-code
-tiles, {s['decode_seconds']['tiled']:.2f} s) and whole ({s['decode_seconds']['whole']:.2f} s): {exact}. Shown enlarged {scale}x;
-yellow lines every {wh}x{ww} codes = {wh * f}x{ww * f} px: one prior window, and one decoding tile.</p>
-<div class="row">{_img(pngs['sample_grid'], 'sample with window grid', f'{ch * f}x{cw * f} px sample, window / tile grid', 'px')}</div>
-<div class="row">{_img(pngs['sample'], 'sample', 'the sample (tiled decode) at its own size', 'px')}
-{_img(pngs['sample_diff'], 'tiled minus whole', f'|tiled - whole| decode, scaled to its maximum ({exact}; black = equal)', 'px')}
-{_img(curve, 'prior loss', 'prior training loss (CSV log)')}</div>
+<h2>3. High-resolution sampling: a canvas four times the training photograph, two priors</h2>
+<p class="note">Both priors learned one texture photograph, <b>{_e(t['name'])}</b> from scikit-image, cut to {th * f}x{tw * f} px
+and encoded by the stage-1 VQGAN into a {th}x{tw}-code grid (plus its mirror image): config <code>prior/demo</code>, the same
+{wh}x{ww}-code crops in the same order, {gpt['batches']} batches each, depth, width and heads equal; only the architecture
+differs. Each then drew a {ch}x{cw}-code canvas ({ch * cw / (th * tw):.0f}x the photograph's code grid; top-k
+{data['plan']['top_k']}, seed {data['plan']['seed']}), decoded by the stage-1 HiT decoder tile by tile ({s['tile_codes']}x{s['tile_codes']}-code
+tiles) and whole. <b>Which is which:</b> the <b>taming GPT</b> sees one {wh}x{ww} crop with absolute positions; to sample
+beyond it, the sliding window re-places that crop around each code and runs the GPT over it (taming's algorithm; here its
+fast path with a key/value cache per window). The <b>windowed prior</b> predicts each code from a fixed neighbourhood of
+earlier codes with relative positions, so one token forward per code streams over any canvas: it samples
+{s['speedup']:.1f}x faster here. They differ in what each code is conditioned on: for the GPT, the codes before it (in raster
+order) in its {wh}x{ww} window, whose shape depends on where the code sits in the window (the window is clamped at the canvas
+edges); for the windowed prior, a neighbourhood of the same shape everywhere, with no window to border on.</p>
+<p class="note">Yellow lines: every {wh}x{ww} codes = {period}x{period} px (one prior window, one decoding tile), drawn on both
+samples, enlarged {scale}x. <b>TV</b>: total-variation distance between the code histogram of the sample and that of the photograph
+(0 = the same codes in the same proportions, 1 = no code in common). <b>Seam ratio at {period} px</b>: the seam ratio of the
+decoded sample at the window period (1.0 = window borders invisible); the control measures the same sample on lines half
+a window away from the borders, where no window border lies: on a sparse texture both move with where bright spots happen
+to fall, and only a seam ratio above its control says that the borders show. The photograph's row gives what two pieces of
+the texture itself score.</p>
+{_table(["prior", "batches", "training loss (nats/code)", "sampling s", "speed-up", "TV to the photograph",
+         f"seam ratio at {period} px", "same, lines shifted half a window (control)", "codes used", "tiled vs whole decode"], rows)}
+<div class="row">{pictures}</div>
+<div class="row">{samples}</div>
+<p class="note"><b>What the pictures show:</b> whether each sample continues the texture of the photograph on the left over a canvas
+{ch * cw / (th * tw):.0f}x its area, and whether the window borders (yellow) show. <b>What limits them:</b> two tiny priors
+({data['configs']['prior']['merged']['gpt']['n_layer']} layers, width {data['configs']['prior']['merged']['gpt']['n_embd']}) trained for
+{gpt['batches']} batches on the codes of one photograph; the decoder and codebook come from the stage-1 run above, so the
+sample can be no sharper than the photograph's reconstruction.</p>
+<div class="row">{diffs}{_img(curve, 'prior loss', 'training loss of both priors (CSV logs)')}</div>
 """
 
 
@@ -330,9 +389,9 @@ them mean that something else shared the cores.</p>
 
 
 def write_report(out: Path, context: dict[str, Any], *, swap: dict, swap_eval: dict, stage1: dict, stage1_eval: dict,
-                 prior: dict, sample: dict, timings: list[dict]) -> dict[str, Any]:
-    """Write ``out/images/*.png``, ``out/images/sample_codes.npy``, ``out/report.json`` and
-    ``out/report.html``; return the report's data (what ``report.json`` holds)."""
+                 priors: dict, sample: dict, timings: list[dict]) -> dict[str, Any]:
+    """Write ``out/images/*.png``, ``out/images/sample_{gpt,windowed}_codes.npy``, ``out/report.json``
+    and ``out/report.html``; return the report's data (what ``report.json`` holds)."""
     out = Path(out)
     images = out / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -343,17 +402,22 @@ def write_report(out: Path, context: dict[str, Any], *, swap: dict, swap_eval: d
         for k in ("cnn", "hit"):
             pngs[f"{n}_{k}"] = _png_bytes(tensor_to_pil(swap_eval["recon"][k][n][0]))
         pngs[f"{n}_stage1"] = _png_bytes(tensor_to_pil(stage1_eval["recon"][n][0]))
-    f = sample["factor"]
-    scale = max(1, min(4, 640 // sample["tiled"].shape[-1]))
-    pngs["sample"] = _png_bytes(tensor_to_pil(sample["tiled"][0]))
-    pngs["sample_grid"] = _png_bytes(window_grid(sample["tiled"][0], (sample["window"][0] * f, sample["window"][1] * f), scale))
-    pngs["sample_diff"] = _png_bytes(difference_image(sample["tiled"][0], sample["whole"][0], 1))
+    f, samples, texture = sample["factor"], sample["samples"], sample["texture"]
+    scale = max(1, min(4, 512 // samples["prior"]["tiled"].shape[-1]))
+    pngs["texture_photo"] = _png_bytes(_enlarged(texture["image"][0], scale))
+    pngs["texture_recon"] = _png_bytes(_enlarged(texture["recon"][0], scale))
+    for key, v in samples.items():
+        name = f"sample_{PRIOR_FILES[key]}"
+        pngs[name] = _png_bytes(tensor_to_pil(v["tiled"][0]))
+        pngs[f"{name}_grid"] = _png_bytes(window_grid(v["tiled"][0], (sample["period_px"], sample["period_px"]), scale))
+        pngs[f"{name}_diff"] = _png_bytes(difference_image(v["tiled"][0], v["whole"][0], 1))
     for key, png in pngs.items():
         with atomic_path(images / f"{key}.png") as tmp:
             tmp.write_bytes(png)
-    with atomic_path(images / "sample_codes.npy") as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, sample["codes"].numpy())
+    for key, v in samples.items():
+        with atomic_path(images / f"sample_{PRIOR_FILES[key]}_codes.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, v["codes"].numpy())
 
     stage1_batches = stage1["batches"]
     data: dict[str, Any] = {
@@ -371,34 +435,43 @@ def write_report(out: Path, context: dict[str, Any], *, swap: dict, swap_eval: d
                    "codebook": stage1_eval["codebook"], "params": stage1_eval["params"], "gflops": stage1_eval["gflops"],
                    "validation": stage1["val"], "losses": losses_that_ran(stage1["config"], stage1_batches)},
         "sampling": {"window": sample["window"], "canvas_codes": sample["canvas_codes"], "factor": f,
-                     "pixels": list(sample["tiled"].shape[-2:]), "tile_codes": sample["tile_codes"],
-                     "max_abs_diff": sample["max_abs_diff"], "mean_abs_diff": sample["mean_abs_diff"],
-                     "codes_used": sample["codes_used"], "codebook_size": sample["codebook_size"],
-                     "codes_sha": _codes_digest(sample["codes"]), "prior_batches": prior["batches"],
-                     "prior_loss": prior["losses"], "decode_seconds": sample["decode_seconds"],
-                     "sampling_seconds": sample["timings"][0]["seconds"], "display_scale": scale},
+                     "pixels": [c * f for c in sample["canvas_codes"]], "tile_codes": sample["tile_codes"],
+                     "period_px": sample["period_px"], "codebook_size": sample["codebook_size"],
+                     "speedup": sample["speedup"], "display_scale": scale,
+                     "texture": {k: v for k, v in texture.items() if k not in ("image", "recon", "codes")},
+                     "priors": {k: {"batches": priors[k]["batches"], "loss": priors[k]["losses"],
+                                    "codes_sha": _codes_digest(v["codes"]),
+                                    **{m: v[m] for m in ("sampling_seconds", "decode_seconds", "max_abs_diff", "mean_abs_diff",
+                                                         "codes_used", "tv", "seam_window", "seam_shifted")}}
+                                for k, v in samples.items()}},
         "times": timings,
         "configs": {title: {"name": name, "overrides": run["overrides"], "merged": run["config"]} for title, name, run in (
             ("decoder swap, CNN VQGAN", "train/demo_cnn", swap["cnn"]), ("decoder swap, HiT decoder", "train/demo_swap", swap["swap"]),
-            ("stage 1", "train/demo", stage1), ("prior", "prior/demo", prior))},
+            ("stage 1", "train/demo", stage1), ("prior", "prior/demo", priors["prior"]),
+            ("windowed prior", "prior/demo", priors["windowed"]))},
     }
     data["total_seconds"] = time.time() - context["t0"]
     d = data["swap"]["decoders"]
+    sp = data["sampling"]["priors"]
     data["summary"] = [
         f"Decoder swap (same codes, held-out photographs whole): CNN decoder PSNR {d['cnn']['mean']['psnr']:.2f} dB / SSIM "
-        f"{d['cnn']['mean']['ssim']:.3f}, HiT decoder PSNR {d['hit']['mean']['psnr']:.2f} dB / SSIM {d['hit']['mean']['ssim']:.3f}, "
+        f"{d['cnn']['mean']['ssim']:.3f} / chroma ratio {d['cnn']['mean']['chroma_ratio']:.2f}, HiT decoder PSNR "
+        f"{d['hit']['mean']['psnr']:.2f} dB / SSIM {d['hit']['mean']['ssim']:.3f} / chroma ratio {d['hit']['mean']['chroma_ratio']:.2f}, "
         f"at {d['hit']['gflops'] / d['cnn']['gflops']:.2f}x the FLOPs; decode {d['cnn']['decode_seconds']:.3f} s vs "
         f"{d['hit']['decode_seconds']:.3f} s.",
         f"Stage 1 (HiT decoder from scratch, {stage1_batches} batches; {'; '.join(x.split(' (')[0] for x in data['stage1']['losses'])}): "
-        f"PSNR {data['stage1']['mean']['psnr']:.2f} dB, SSIM {data['stage1']['mean']['ssim']:.3f}.",
-        f"Sampling: {sample['canvas_codes'][0]}x{sample['canvas_codes'][1]} codes with a {sample['window'][0]}x"
-        f"{sample['window'][1]} window -> {sample['tiled'].shape[-2]}x{sample['tiled'].shape[-1]} px, decoded in tiles; "
-        f"max |tiled - whole| = {sample['max_abs_diff']:.2e}.",
+        f"PSNR {data['stage1']['mean']['psnr']:.2f} dB, SSIM {data['stage1']['mean']['ssim']:.3f}, "
+        f"chroma ratio {data['stage1']['mean']['chroma_ratio']:.2f}.",
+        f"Sampling: two priors on the codes of {texture['name']} ({texture['grid_codes'][0]}x{texture['grid_codes'][1]} codes) each "
+        f"drew {sample['canvas_codes'][0]}x{sample['canvas_codes'][1]} codes: taming GPT (sliding window) "
+        f"{sp['prior']['sampling_seconds']:.1f} s, TV {sp['prior']['tv']:.3f}, seam ratio {_f(sp['prior']['seam_window'], '.2f')}; "
+        f"windowed prior (streaming) {sp['windowed']['sampling_seconds']:.1f} s ({sample['speedup']:.1f}x faster), "
+        f"TV {sp['windowed']['tv']:.3f}, seam ratio {_f(sp['windowed']['seam_window'], '.2f')} (at the {sample['period_px']} px window period).",
         context["lpips_line"] + ".",
     ]
     curves_swap = swap_curves_png(read_metrics(swap["cnn"]["out_dir"]), read_metrics(swap["swap"]["out_dir"]))
     curves_stage1 = stage1_curves_png(read_metrics(stage1["out_dir"]))
-    curve_prior = prior_curve_png(read_metrics(prior["out_dir"]))
+    curve_prior = prior_curve_png({k: read_metrics(priors[k]["out_dir"]) for k in samples})
     usage = codebook_png({"CNN VQGAN (decoder swap)": data["swap"]["codebook"], "stage-1 VQGAN": data["stage1"]["codebook"]})
     body = (_swap_section(data, swap_eval, pngs, curves_swap)
             + "<h3>Codebook usage</h3>" + _img(usage, "codebook usage", "How often each code is used when the training "

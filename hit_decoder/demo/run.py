@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from .phases import (Job, clock, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phase,
+from .phases import (Job, clock, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phases,
                      run_stage1_phase, run_swap_phases, sample_phase)
-from .plan import PHASE_DIRS, REPORT_FILES, DemoPlan
+from .plan import PHASE_DIRS, PRIOR_KEYS, REPORT_FILES, DemoPlan
 from .terminal import QueueReporter, Reporter, TerminalReporter, quiet_third_party, replay
 
 __all__ = ["run_demo", "claim_demo_outputs"]
@@ -34,7 +34,7 @@ def claim_demo_outputs(out: Path, overwrite: bool) -> None:
     output_folder(out, "--out")
     if not overwrite:
         for key, sub in PHASE_DIRS.items():
-            claim_outputs(out / sub, PRIOR_OUTPUTS if key == "prior" else RUN_OUTPUTS, overwrite=False,
+            claim_outputs(out / sub, PRIOR_OUTPUTS if key in PRIOR_KEYS else RUN_OUTPUTS, overwrite=False,
                           what="--out", how=how)
     claim_outputs(out, REPORT_FILES, overwrite=overwrite, what="--out", how=how)
 
@@ -91,11 +91,13 @@ class _Worker:
             self.process.join(timeout=10)
 
 
-def _train_side(run: dict[str, Any]) -> int:
-    """The shorter side the phase's training photographs were resized to (its codebook usage is
-    measured on the training photographs at that size)."""
+def _train_photos(run: dict[str, Any]) -> tuple[tuple[str, ...], int]:
+    """The embedded photographs a phase trained on and the shorter side they were resized to (its
+    codebook usage is measured on them at that size)."""
+    from ..common.data import EMBEDDED_TRAIN
+
     data = run["config"]["data"]
-    return int(data["resize"] or data["size"])
+    return tuple(data.get("embedded_train") or EMBEDDED_TRAIN), int(data["resize"] or data["size"])
 
 
 def _versions() -> dict[str, str]:
@@ -134,35 +136,37 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             if worker is not None:
                 worker.start()
             stage1 = run_stage1_phase(job, reporter)
-            prior = run_prior_phase(job, reporter, stage1["exports"]["model"])
-            sample = sample_phase(job, reporter, stage1["exports"]["model"], prior["prior"], bars)
+            priors = run_prior_phases(job, reporter, stage1["exports"]["model"])
+            sample = sample_phase(job, reporter, stage1["exports"]["model"], priors, bars)
             swap = worker.result() if worker is not None else run_swap_phases(job, reporter)
 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
             swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
-                                      _train_side(swap["cnn"]))
-            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_side(stage1))
+                                      _train_photos(swap["cnn"]))
+            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
             evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
             d = swap_eval["decoders"]
             reporter.finish("evaluate", "held-out photographs (whole), same codes: "
                             f"CNN decoder PSNR {d['cnn']['mean']['psnr']:.2f} dB, SSIM {d['cnn']['mean']['ssim']:.3f}; "
                             f"HiT decoder PSNR {d['hit']['mean']['psnr']:.2f} dB, SSIM {d['hit']['mean']['ssim']:.3f}; "
-                            f"stage-1 VQGAN PSNR {stage1_eval['mean']['psnr']:.2f} dB", evaluation["seconds"])
+                            f"stage-1 VQGAN PSNR {stage1_eval['mean']['psnr']:.2f} dB; chroma ratio CNN "
+                            f"{d['cnn']['mean']['chroma_ratio']:.2f}, HiT {d['hit']['mean']['chroma_ratio']:.2f}, "
+                            f"stage 1 {stage1_eval['mean']['chroma_ratio']:.2f}", evaluation["seconds"])
     except BaseException:
         if worker is not None:
             worker.stop()
         raise
     finally:
         torch.set_num_threads(threads)
-    timings = [swap["cnn"]["timing"], swap["swap"]["timing"], stage1["timing"], prior["timing"], *sample["timings"],
-               evaluation]
+    timings = [swap["cnn"]["timing"], swap["swap"]["timing"], stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
+               *sample["timings"], evaluation]
     context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
                "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,
                "machine": {"system": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": multiprocessing.cpu_count(), "torch_threads_per_process": 1,
                            "processes": plan.workers}}
     report = write_report(out, context, swap=swap, swap_eval=swap_eval, stage1=stage1, stage1_eval=stage1_eval,
-                          prior=prior, sample=sample, timings=timings)
+                          priors=priors, sample=sample, timings=timings)
     print(f"report: {out / 'report.html'} (total {report['total_seconds']:.0f} s)", flush=True)
     return report

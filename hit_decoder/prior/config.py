@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..configfile import read_config_source, require, shipped_configs, strict_config
+from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
 
 __all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim", "PriorTrainer",
            "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
@@ -27,7 +27,8 @@ class FirstStageConfig:
     taming_config: Optional[str] = None  # a taming VQGAN YAML ...
     taming_ckpt: Optional[str] = None  # ... and its checkpoint
     untrained: Optional[str] = None  # the *untrained* first stage of a training config (name or YAML): smoke tests only
-    allow_unsafe_pickle: bool = False
+    # full unpickling of taming_ckpt is never a config key: train_prior(allow_unsafe_pickle=True) /
+    # --allow-unsafe-pickle (configfile.UNPICKLE_OPT_INS)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class PriorConfig:
 
 
 def validate_prior_config(cfg: PriorConfig) -> None:
+    require(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
     fs = cfg.first_stage
     given = [n for n in ("model", "taming_config", "untrained") if getattr(fs, n)]
     require(len(given) == 1, "first_stage: give exactly one of first_stage.model (hit-decoder VQ model file), "
@@ -120,6 +122,7 @@ def validate_prior_config(cfg: PriorConfig) -> None:
     require(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
     require(t.max_batches >= 1 and t.log_every >= 1 and t.ckpt_every >= 1,
            "trainer.max_batches, trainer.log_every and trainer.ckpt_every must be >= 1")
+    check_devices(t.devices, "trainer.devices")
 
 
 def shipped_prior_configs() -> dict[str, Any]:

@@ -20,14 +20,15 @@ __all__ = ["load_first_stage", "encode_grids", "CodeCropDataset", "collate_crops
 log = logging.getLogger("hit_decoder.prior")
 
 
-def load_first_stage(cfg: FirstStageConfig, seed: int = 0) -> tuple[nn.Module, str]:
-    """The VQ model whose codes the prior learns, and a description of where it came from."""
+def load_first_stage(cfg: FirstStageConfig, seed: int = 0, *, allow_unsafe_pickle: bool = False) -> tuple[nn.Module, str]:
+    """The VQ model whose codes the prior learns, and a description of where it came from
+    (``allow_unsafe_pickle``: full unpickling of ``taming_ckpt``, trusted files only)."""
     from .. import adapters
 
     if cfg.model:
         return adapters.load_model(cfg.model), f"VQ model {cfg.model}"
     if cfg.taming_config:
-        vq = adapters.load_vqgan(cfg.taming_config, cfg.taming_ckpt, allow_unsafe_pickle=cfg.allow_unsafe_pickle)
+        vq = adapters.load_vqgan(cfg.taming_config, cfg.taming_ckpt, allow_unsafe_pickle=allow_unsafe_pickle)
         return vq, f"taming VQGAN {cfg.taming_config}" + (f" + {cfg.taming_ckpt}" if cfg.taming_ckpt else " (random weights)")
     from ..training import load_train_config
     from ..training.models import build_models

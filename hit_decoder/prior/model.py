@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_path
+from ..metadata import check_weights_fit
 from ..serialization import read_safetensors, strip_wrapper_prefixes
 from .windowed import WindowedPrior
 
@@ -162,8 +163,12 @@ def load_prior(source: str | os.PathLike | PriorFile, first_stage: nn.Module,
             f"given model's is {got['codebook_sha256'][:12]}...): same size, different code vectors, so its tokens "
             f"would decode to other images; sample with the VQ model the prior was trained on ({expected.get('source')})"
         )
-    net = build_prior(first_stage, info["gpt"], info["conditioning"], info.get("architecture"))
-    missing, unexpected = (net if isinstance(net, WindowedPrior) else net.transformer).load_state_dict(prior.state, strict=False)
+    args = (first_stage, info["gpt"], info["conditioning"], info.get("architecture"))
+    weights = lambda net: net if isinstance(net, WindowedPrior) else net.transformer  # noqa: E731  (what the file holds)
+    # the metadata's sizes against the file's tensors, on the meta device, before anything is allocated
+    check_weights_fit(lambda: weights(build_prior(*args)), prior.state, path, ignore_suffixes=("attn.mask",))
+    net = build_prior(*args)
+    missing, unexpected = weights(net).load_state_dict(prior.state, strict=False)
     missing = [k for k in missing if not k.endswith("attn.mask")]
     if missing or unexpected:
         raise ValueError(f"{path}: prior weights do not match its config; missing {missing}, unexpected {unexpected}")

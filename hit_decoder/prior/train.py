@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import adapters
 from ..fileio import atomic_path
-from ..runs import prepare_out_dir
+from ..runs import guarded_run
 from ..common.checkpointing import AtomicCheckpoint
 from ..common.data import ResumableDataLoader, StepBatchSampler
 from ..common.seeding import seeded
@@ -110,17 +110,25 @@ PRIOR_OUTPUTS = ("checkpoints/last.ckpt", "result.json", "prior.safetensors", "f
 
 
 def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | None = None, *,
-                callbacks: Sequence[Any] = ()) -> PriorResult:
+                callbacks: Sequence[Any] = (), allow_unsafe_pickle: bool = False) -> PriorResult:
     """Train a prior as ``config`` says; writes ``out_dir/prior.safetensors``, ``checkpoints/last.ckpt``,
     ``logs/`` (CSV) and ``result.json``. ``resume`` continues an interrupted run from its batch (same
-    data order and optimiser state), or a finished one up to a larger ``trainer.max_batches``."""
+    data order and optimiser state), or a finished one up to a larger ``trainer.max_batches``.
+    ``allow_unsafe_pickle``: fully unpickle ``first_stage.taming_ckpt`` if the safe loader cannot read
+    it (trusted files only; a config cannot set this). The folder lock, ``overwrite`` and SIGTERM
+    behave as in :func:`hit_decoder.training.run_training`."""
     cfg = config if isinstance(config, PriorConfig) else load_prior_config(config, overrides)
     if isinstance(config, PriorConfig):
         validate_prior_config(cfg)
-    resume = prepare_out_dir(cfg, PRIOR_OUTPUTS)
+    with guarded_run(cfg, PRIOR_OUTPUTS) as run:
+        return _train_prior(cfg, run, callbacks, allow_unsafe_pickle)
+
+
+def _train_prior(cfg: PriorConfig, run: Any, callbacks: Sequence[Any], allow_unsafe_pickle: bool) -> PriorResult:
+    resume = run.resume
     out = Path(cfg.out_dir)
 
-    vq, source = load_first_stage(cfg.first_stage, cfg.seed)
+    vq, source = load_first_stage(cfg.first_stage, cfg.seed, allow_unsafe_pickle=allow_unsafe_pickle)
     class_ids = cfg.conditioning == "class"
     grids, labels, names = encode_grids(vq, cfg.data, class_ids)
     vocab = first_stage_summary(vq)["codebook_size"]
@@ -145,6 +153,7 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
             "first_stage": {**first_stage_summary(vq), "source": source}}
     if windowed:  # "window" is then the training crop; the context is the neighbourhood
         info["architecture"] = architecture
+    run.replace_earlier()  # overwrite=true: everything is validated, the earlier run goes aside now
     if cfg.first_stage.untrained:  # the random first stage exists nowhere else: keep it for sampling
         info["first_stage"]["file"] = str(adapters.save_vqmodel(vq, out / "first_stage.safetensors"))
 
@@ -155,10 +164,11 @@ def train_prior(config: PriorConfig | str | os.PathLike, overrides: list[str] | 
         # one optimiser step per batch: max_steps counts batches, across resumptions
         accelerator=t.accelerator, devices=t.devices, precision=t.precision, max_epochs=-1, max_steps=t.max_batches,
         log_every_n_steps=t.log_every, enable_progress_bar=t.progress_bar, enable_model_summary=False,
-        enable_checkpointing=False, logger=CSVLogger(save_dir=str(out), name="logs"), callbacks=[ckpt_cb, *callbacks],
+        enable_checkpointing=False, logger=CSVLogger(save_dir=str(out), name="logs"),
+        callbacks=[ckpt_cb, run.callback, *callbacks],
         use_distributed_sampler=False, default_root_dir=str(out), num_sanity_val_steps=0,
     )
-    trainer.fit(module, ckpt_path=str(resume) if resume else None, weights_only=True)
+    run.fit(trainer, module, resume)
 
     prior_path = save_prior(net, out / "prior.safetensors", info)
     result = PriorResult(out, prior_path, module.batches_done, module.losses, ckpt_cb.last_path)

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from ..configfile import read_config_source, require, shipped_configs, strict_config
+from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
 
 __all__ = [
     "TrainConfig",
@@ -69,7 +69,8 @@ class ModelConfig:
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
     vqgan_config: Optional[str] = None
     vqgan_ckpt: Optional[str] = None
-    allow_unsafe_pickle: bool = False
+    # full unpickling of vqgan_ckpt is never a config key: run_training(allow_unsafe_pickle=True) /
+    # --allow-unsafe-pickle (configfile.UNPICKLE_OPT_INS)
     # decoder_swap, instead of vqgan_config + vqgan_ckpt: a local diffusers VQModel folder (or a
     # hit-decoder diffusers file); needs the diffusers extra
     diffusers_model: Optional[str] = None
@@ -92,6 +93,8 @@ class DataConfig:
     val_max_images: int = 256
     val_crops_per_image: int = 8  # embedded default only: fixed crops per held-out photograph
     epoch_crops_per_image: int = 64  # embedded default only: crops per photograph per data epoch
+    # embedded default only: which scikit-image photographs to train on (null: all of EMBEDDED_TRAIN)
+    embedded_train: Optional[list[str]] = None
 
 
 @dataclass
@@ -208,12 +211,20 @@ def validate_swap_source(cfg: TrainConfig) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Cross-field and range checks OmegaConf's typing cannot express."""
     require(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
+    require(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
     d, l, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
     require(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
     require(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
     for name in ("batch_size", "val_batch_size", "val_max_images", "val_crops_per_image", "epoch_crops_per_image"):
         require(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
     require(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+    if d.embedded_train is not None:
+        from .data import EMBEDDED_TRAIN
+
+        unknown = [n for n in d.embedded_train if n not in EMBEDDED_TRAIN]
+        require(d.train is None, "data.embedded_train picks embedded photographs: it cannot be combined with data.train")
+        require(bool(d.embedded_train) and not unknown, f"data.embedded_train must name one or more of the embedded "
+               f"training photographs ({', '.join(EMBEDDED_TRAIN)}); got {list(d.embedded_train)}")
     require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     require(l.disc_loss in ("hinge", "non_saturating"),
            f"loss.disc_loss must be 'hinge' or 'non_saturating', got {l.disc_loss!r}")
@@ -234,6 +245,8 @@ def validate(cfg: TrainConfig) -> None:
     require(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
     require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
     require(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
+    check_devices(t.devices, "trainer.devices")
+    require(t.num_nodes >= 1, f"trainer.num_nodes must be >= 1, got {t.num_nodes}")
     for name in ("log_every", "val_every", "image_every", "ckpt_every"):
         require(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
     require(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),

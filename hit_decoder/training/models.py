@@ -82,11 +82,10 @@ def _build_from_scratch(cfg: Any) -> BuiltModels:
     return BuiltModels(vq=vq, teacher=None, decoder_config=dec_cfg, description=desc)
 
 
-def _build_decoder_swap(cfg: Any) -> BuiltModels:
+def _build_decoder_swap(cfg: Any, allow_unsafe_pickle: bool) -> BuiltModels:
     from .. import adapters
 
-    vq = adapters.load_vqgan(cfg.model.vqgan_config, cfg.model.vqgan_ckpt,
-                             allow_unsafe_pickle=cfg.model.allow_unsafe_pickle)
+    vq = adapters.load_vqgan(cfg.model.vqgan_config, cfg.model.vqgan_ckpt, allow_unsafe_pickle=allow_unsafe_pickle)
     z_channels = int(vq.post_quant_conv.out_channels)
     factor = adapters.downsample_factor(vq)
     dec_cfg = decoder_config_for(cfg.model, z_channels, factor, int(vq.decoder.conv_out.out_channels))
@@ -138,14 +137,15 @@ def _build_diffusers_swap(cfg: Any) -> BuiltModels:
     return BuiltModels(vq=vq, teacher=teacher, decoder_config=dec_cfg, description=desc)
 
 
-def build_models(cfg: Any) -> BuiltModels:
-    """The VQ model (and distillation teacher) of a run, initialised from ``cfg.seed``."""
+def build_models(cfg: Any, *, allow_unsafe_pickle: bool = False) -> BuiltModels:
+    """The VQ model (and distillation teacher) of a run, initialised from ``cfg.seed``;
+    ``allow_unsafe_pickle`` lets ``decoder_swap`` fully unpickle ``model.vqgan_ckpt`` (trusted files only)."""
     with seeded(cfg.seed):
         if cfg.mode == "from_scratch":
             return _build_from_scratch(cfg)
         if cfg.model.diffusers_model:
             return _build_diffusers_swap(cfg)
-        return _build_decoder_swap(cfg)
+        return _build_decoder_swap(cfg, allow_unsafe_pickle)
 
 
 def wrap_prebuilt(cfg: Any, vq: nn.Module) -> BuiltModels:

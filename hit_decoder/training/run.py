@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs import prepare_out_dir, resolve_resume  # noqa: F401  (re-exported)
+from ..runs import guarded_run, prepare_out_dir, resolve_resume  # noqa: F401  (re-exported)
 from .config import TrainConfig, load_train_config, train_config_from_dict, validate_swap_source
 
 __all__ = ["TrainResult", "run_training", "build_trainer", "resolve_resume", "prepare_out_dir", "startup_checks",
@@ -121,7 +121,7 @@ def _as_config(config: TrainConfig | Mapping[str, Any] | str | os.PathLike, over
 
 def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
                  overrides: Sequence[str] | None = None, *, callbacks: Sequence[Any] = (),
-                 model: Any = None) -> TrainResult:
+                 model: Any = None, allow_unsafe_pickle: bool = False) -> TrainResult:
     """Train (or resume) a run described by ``config`` and return its result.
 
     ``config`` is a :class:`TrainConfig`, a mapping, a YAML path or a shipped config name
@@ -132,9 +132,20 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
     ``model``: a taming VQ model built by the caller instead of ``cfg.model`` (benchmarks use it
     for CNN-decoder baselines; their export needs ``export: false`` since the library formats
     hold HiT decoders). Extra Lightning ``callbacks`` run after the built-in ones.
+    ``allow_unsafe_pickle``: fully unpickle ``model.vqgan_ckpt`` if the safe loader cannot read it
+    (can run code from the file: trusted files only; a config cannot set this).
+
+    ``out_dir`` is locked while the run lasts; ``overwrite=true`` replaces an earlier run only once
+    data and models are built, and puts it back if this run fails. SIGTERM stops the run after the
+    current batch with a resumable checkpoint and raises :class:`~hit_decoder.runs.RunTerminated`.
     """
     cfg = _as_config(config, overrides)
-    ckpt = prepare_out_dir(cfg, RUN_OUTPUTS)
+    with guarded_run(cfg, RUN_OUTPUTS) as run:
+        return _train(cfg, run, callbacks, model, allow_unsafe_pickle)
+
+
+def _train(cfg: TrainConfig, run: Any, callbacks: Sequence[Any], model: Any, allow_unsafe_pickle: bool) -> TrainResult:
+    ckpt = run.resume
     startup_checks(cfg, prebuilt=model is not None)
     import torch
 
@@ -164,18 +175,19 @@ def _fit(cfg: TrainConfig, ckpt: Path | None, callbacks: Sequence[Any], model: A
                                  seed=cfg.seed)
     else:
         log.warning("LPIPS is OFF (loss.perceptual_weight=0): the generator trains on L1/L2 + GAN (+ VQ) only")
-    built = build_models(cfg) if model is None else wrap_prebuilt(cfg, model)
+    built = build_models(cfg, allow_unsafe_pickle=allow_unsafe_pickle) if model is None else wrap_prebuilt(cfg, model)
     log.info("model: %s", built.description)
     module = StageOneModule(cfg, built.vq, data, perceptual=perceptual, teacher=built.teacher)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    trainer = build_trainer(cfg, callbacks)
+    run.replace_earlier()  # overwrite=true: everything is validated, the earlier run goes aside now
+    trainer = build_trainer(cfg, [run.callback, *callbacks])
     if ckpt is not None:
         log.info("resuming from %s", ckpt)
     with warnings.catch_warnings():
         # frozen parts and the EMA model are in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
-        trainer.fit(module, ckpt_path=str(ckpt) if ckpt is not None else None, weights_only=True)
+        run.fit(trainer, module, ckpt)
 
     result_file = out / "result.json"
     result = json.loads(result_file.read_text()) if result_file.is_file() else {}
