@@ -153,12 +153,13 @@ def _train(cfg: TrainConfig, run: Any, callbacks: Sequence[Any], model: Any, all
     if cfg.trainer.cpu_threads is not None:
         torch.set_num_threads(cfg.trainer.cpu_threads)  # asked for explicitly by this run's config; restored below
     try:
-        return _fit(cfg, ckpt, callbacks, model)
+        return _fit(cfg, run, ckpt, callbacks, model, allow_unsafe_pickle)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(cfg: TrainConfig, ckpt: Path | None, callbacks: Sequence[Any], model: Any) -> TrainResult:
+def _fit(cfg: TrainConfig, run: Any, ckpt: Path | None, callbacks: Sequence[Any], model: Any,
+         allow_unsafe_pickle: bool) -> TrainResult:
     """:func:`run_training` after its checks: data, models, Lightning's fit, the result."""
     from ..common.data import build_data
 
