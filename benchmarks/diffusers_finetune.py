@@ -50,7 +50,7 @@ def write_vqgan(folder: Path, config: dict, seed: int = 0, crop: int = 64) -> Pa
     import torch
     from diffusers import VQModel
 
-    from hit_decoder.training.data import EMBEDDED_TRAIN, embedded_photographs, random_crop_flip
+    from hit_decoder.common.data import EMBEDDED_TRAIN, embedded_photographs, random_crop_flip
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -72,7 +72,7 @@ def untrained_validation(vqgan: Path) -> dict:
     """The run's validation metrics for the swapped model before its first batch (same seed, so the
     same initial decoder, and the same held-out crops)."""
     from hit_decoder.training import load_train_config
-    from hit_decoder.training.data import build_data, make_val_loader
+    from hit_decoder.common.data import build_data, make_val_loader
     from hit_decoder.training.evaluate import evaluate_reconstructions
     from hit_decoder.training.models import build_models
     from hit_decoder.training.module import StageOneModule

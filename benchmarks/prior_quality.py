@@ -38,7 +38,7 @@ from hit_decoder import adapters
 from hit_decoder.images import fit_to_factor
 from hit_decoder.prior import WindowedPrior, load_prior, train_prior
 from hit_decoder.sampling import window_start
-from hit_decoder.training.data import EMBEDDED_VAL, embedded_photographs
+from hit_decoder.common.data import EMBEDDED_VAL, embedded_photographs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "prior_quality"

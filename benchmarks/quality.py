@@ -28,7 +28,7 @@ Protocol (photographs shipped inside installed packages; nothing is downloaded):
    all (seed, photograph) pairs with a 95% interval from a two-level bootstrap (seeds, then
    photographs within each drawn seed), the standard error over pairs, and each seed's own mean.
 
-Metrics (``hit_decoder.training.metrics``): PSNR on RGB in [0, 1]; SSIM on RGB in [0, 1], each
+Metrics (``hit_decoder.common.metrics``): PSNR on RGB in [0, 1]; SSIM on RGB in [0, 1], each
 channel separately then averaged, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, population
 statistics, valid windows only = ``skimage.metrics.structural_similarity(..., channel_axis=-1,
 gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1)`` (tested against it);
@@ -56,10 +56,10 @@ from hit_decoder import HiTDecoder, HiTDecoderConfig
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.images import fit_to_factor, save_png
 from hit_decoder.training import run_training
-from hit_decoder.training.data import embedded_photographs, list_images, load_rgb
+from hit_decoder.common.data import embedded_photographs, list_images, load_rgb
 from hit_decoder.training.evaluate import interleaved_seconds, mean_scores, score_images
-from hit_decoder.training.metrics import seam_ratios, to_unit_range
-from hit_decoder.training.models import seeded
+from hit_decoder.common.metrics import seam_ratios, to_unit_range
+from hit_decoder.common.seeding import seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 

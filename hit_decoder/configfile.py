@@ -14,7 +14,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["shipped_configs", "read_config_source", "strict_config"]
+__all__ = ["shipped_configs", "read_config_source", "strict_config", "require"]
+
+
+def require(cond: bool, msg: str) -> None:
+    """Config validation: ``ValueError(msg)`` unless ``cond``."""
+    if not cond:
+        raise ValueError(msg)
 
 
 def shipped_configs(kind: str) -> dict[str, Any]:

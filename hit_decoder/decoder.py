@@ -19,6 +19,8 @@ config) is seam-free:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -331,7 +333,9 @@ class HiTDecoder(nn.Module):
         # never inside a compiled graph
         if not torch.compiler.is_compiling() and (z.device.type == "cpu" or self.check_finite) and not z.is_meta:
             peak = float(z.detach().abs().amax())
-            if not peak <= MAX_LATENT:  # also NaN / inf
+            if not math.isfinite(peak):
+                raise ValueError("HiTDecoder got non-finite values (NaN or inf) in z; expected finite latents")
+            if not peak <= MAX_LATENT:
                 raise ValueError(f"HiTDecoder got latent values up to {peak:g}; beyond {MAX_LATENT:g} its layer norms "
                                  "overflow float32 and every pixel would be NaN. z should be the output of "
                                  "post_quant_conv (values of order 1 to 100)")

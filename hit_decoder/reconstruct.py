@@ -16,8 +16,8 @@ from torch import nn
 from .fileio import atomic_path
 from .precision import decode_precision
 from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
-from .training.data import list_images
-from .training.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .common.data import list_images
+from .common.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
 __all__ = ["ReconstructionReport", "reconstruct_folder", "reconstruction_outputs", "output_names"]
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import check_weights_only
 from .fileio import claim_outputs, folder_lock, output_folder
 
 __all__ = ["LAST_CHECKPOINT", "SET_ASIDE", "RunTerminated", "resolve_resume", "prepare_out_dir", "guarded_run"]
@@ -43,17 +44,15 @@ class RunTerminated(Exception):
 def resolve_resume(cfg: Any) -> Path | None:
     """``resume: auto`` -> ``out_dir/checkpoints/last.ckpt`` if it exists; a path must exist. The
     checkpoint must load with ``weights_only=True`` (checked now, not when Lightning opens it)."""
-    from . import adapters
-
     if cfg.resume is None:
         return None
     if cfg.resume == "auto":
         p = Path(cfg.out_dir) / "checkpoints" / LAST_CHECKPOINT
-        return adapters.check_weights_only(p, "resume=auto") if p.is_file() else None
+        return check_weights_only(p, "resume=auto") if p.is_file() else None
     p = Path(cfg.resume).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"resume checkpoint {p} does not exist (use resume=auto to resume only if one exists)")
-    return adapters.check_weights_only(p, "resume")
+    return check_weights_only(p, "resume")
 
 
 def prepare_out_dir(cfg: Any, outputs: Sequence[str]) -> Path | None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from hit_decoder.training.metrics import chroma_ratio, code_histogram_tv, lab_chroma, mean_chroma
+from hit_decoder.common.metrics import chroma_ratio, code_histogram_tv, lab_chroma, mean_chroma
 
 
 def _nchw(a: np.ndarray) -> torch.Tensor:

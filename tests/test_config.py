@@ -110,7 +110,7 @@ def test_cli_lists_presets_with_params_and_gflops(capsys):
     assert "GFLOPs" in out
 
 
-def test_config_defaults_are_the_hit_b_f16_preset():
+def test_config_defaults_are_the_hit_8m_f16_preset():
     assert HiTDecoderConfig() == get_decoder_config("hit-8m-f16")
 
 

@@ -4,15 +4,13 @@ default, deterministic crops and the resumable batch sampler."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from support import write_image_folder
 
-from hit_decoder.training.data import (
+from hit_decoder.common.data import (
     EMBEDDED_TRAIN,
     EMBEDDED_VAL,
     ImageFileDataset,
@@ -22,34 +20,6 @@ from hit_decoder.training.data import (
     list_images,
     read_file_list,
 )
-
-
-def _photo(seed: int, w: int = 40, h: int = 30, mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([(xx * 255 / w), (yy * 255 / h), np.full_like(xx, 40 * seed % 255)], -1)
-    arr = np.clip(base + rng.normal(0, 10, base.shape), 0, 255).astype(np.uint8)
-    img = Image.fromarray(arr)
-    return img.convert(mode) if mode != "RGB" else img
-
-
-def write_image_folder(root: Path, corrupt: bool = True) -> list[Path]:
-    """A nested folder of real images in several formats and modes (+ a corrupt and a truncated file)."""
-    (root / "a" / "b").mkdir(parents=True)
-    files = [root / "one.png", root / "a" / "two.jpg", root / "a" / "b" / "three.webp", root / "four.BMP",
-             root / "a" / "gray.png", root / "a" / "b" / "alpha.png"]
-    _photo(1).save(files[0])
-    _photo(2).save(files[1], quality=95)
-    _photo(3).save(files[2])
-    _photo(4).save(files[3])
-    _photo(5, mode="L").save(files[4])
-    _photo(6, mode="RGBA").save(files[5])
-    (root / "notes.txt").write_text("not an image")
-    if corrupt:
-        (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
-        good = (root / "one.png").read_bytes()
-        (root / "truncated.png").write_bytes(good[: len(good) // 3])
-    return files
 
 
 def test_list_images_recursive_sorted_and_errors(tmp_path):

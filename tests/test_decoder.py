@@ -211,27 +211,57 @@ def test_padding_content_never_reaches_valid_tokens():
     torch.testing.assert_close(a[:, :5, :7], b[:, :5, :7])
 
 
-def test_eval_determinism_and_batch_independence():
-    dec = tiny().eval()
+def test_no_mode_dependent_layers_and_batch_independence():
+    """The decoder has no dropout and no batch statistics: train and eval modes give one output, and
+    nothing mixes the samples of a batch in either mode (a BatchNorm would, in train mode)."""
+    dec = tiny()
     z = torch.randn(1, 8, 5, 5)
-    with torch.no_grad():
-        a = dec(z)
-        b = dec(z.clone())
-    assert torch.equal(a, b)
-    # LayerNorm is per token: nothing mixes samples of a batch
     z2 = torch.randn(3, 8, 5, 5)
     z2[1] = z[0]
     with torch.no_grad():
-        torch.testing.assert_close(dec(z2)[1], a[0], rtol=1e-5, atol=1e-5)
+        for mode in (True, False):
+            dec.train(mode)
+            a = dec(z)
+            torch.testing.assert_close(dec(z2)[1], a[0], rtol=1e-5, atol=1e-5)
+        dec.train()
+        torch.testing.assert_close(dec(z), a, rtol=0, atol=0)  # eval output == train output
 
 
-def test_chunked_inference_matches_unchunked():
+def _mlp_inputs(dec: HiTDecoder, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
+    """Decode ``z`` without autograd; the shapes every MLP of the first stage was called with."""
+    from hit_decoder.layers import Mlp
+
+    shapes = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+             for m in dec.stages[0].modules() if isinstance(m, Mlp)]
+    try:
+        with torch.no_grad():
+            return dec(z), shapes
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@pytest.mark.parametrize("h,w", [(7, 5), (3, 24)], ids=["tall-row-bands", "wide-column-tiles"])
+def test_chunked_inference_matches_unchunked(h, w):
+    """Row bands alone (a grid taller than wide: never column tiles) and column tiles (wider than
+    tall), each against the unchunked decode; the hooks show which path ran."""
     dec = tiny().eval()
     chunked = HiTDecoder(dec.config, inference_chunk_tokens=7).eval()
     chunked.load_state_dict(dec.state_dict())
-    z = torch.randn(2, 8, 6, 7)
+    z = torch.randn(2, 8, h, w)
+    whole, whole_calls = _mlp_inputs(dec, z)
+    banded, band_calls = _mlp_inputs(chunked, z)
+    torch.testing.assert_close(banded, whole, rtol=1e-5, atol=1e-6)
+    assert len(whole_calls) == 1, whole_calls  # unchunked: one call on the whole (padded) grid
+    _, rows, cols, _ = whole_calls[0]
+    assert rows >= h and cols >= w
+    assert any(s[1] < rows for s in band_calls), band_calls  # chunked: bands of rows
+    if h > w:  # row bands only: every band spans the full width
+        assert all(s[2] == cols for s in band_calls), band_calls
+    else:  # column tiles: some call sees only part of the width
+        assert any(s[2] < cols for s in band_calls), band_calls
     with torch.no_grad():
-        torch.testing.assert_close(chunked(z), dec(z), rtol=1e-5, atol=1e-6)
         # the default bands (for speed) against whole tensors: the same bits
         from hit_decoder.decoder import WHOLE
 

@@ -22,7 +22,9 @@ from safetensors.torch import load_file, save_file
 from hit_decoder import HiTDecoder, HiTDecoderConfig
 from hit_decoder.adapters import diffusers as hd
 from hit_decoder.cli import main
-from test_training import one_thread  # noqa: F401  (autouse fixture)
+from support import CrashAfter, final_state, tiny_config, write_image_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 AMUSED = {  # amused/amused-256 vqvae/config.json, scaled down
     "down_block_types": ["DownEncoderBlock2D"] * 5, "up_block_types": ["UpDecoderBlock2D"] * 5,
@@ -238,8 +240,6 @@ def test_sources_that_are_not_local_folders(folders, tmp_path):
 
 
 def test_cli_swap_inspect_reconstruct(folders, tmp_path, capsys):
-    from test_data import write_image_folder
-
     imgs = tmp_path / "images"
     write_image_folder(imgs)  # real PNG/JPEG photographs-to-be, plus two unreadable files
     out = tmp_path / "swapped"
@@ -274,9 +274,6 @@ def test_finetune_decoder_on_a_diffusers_folder_resumes_exactly(folders, tmp_pat
     """finetune-decoder --diffusers-model: frozen parts stay bit-identical, the exports load back, and a
     run that crashed and was resumed with resume=auto ends bit-identical to an uninterrupted one (as
     tests/test_training_resume_ddp.py checks for the taming path)."""
-    from test_training import tiny_config
-    from test_training_resume_ddp import CrashAfter, _final_state
-
     from hit_decoder.training import run_training
 
     folder = folders["amused"]
@@ -295,7 +292,7 @@ def test_finetune_decoder_on_a_diffusers_folder_resumes_exactly(folders, tmp_pat
         run_training(crashed, callbacks=[CrashAfter(6)])  # last checkpoint: batch 4
     assert run_training(crashed, ["resume=auto"]).batches_done == 8
 
-    a, b = _final_state(tmp_path / "full"), _final_state(tmp_path / "crashed")
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "crashed")
     assert a["hit_decoder_training"]["batches_done"] == b["hit_decoder_training"]["batches_done"] == 8
     assert a["state_dict"].keys() == b["state_dict"].keys()
     assert [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])] == []

@@ -165,7 +165,7 @@ def test_symlinked_images_and_folder_loops_count_each_image_once(tmp_path):
 
     from PIL import Image
 
-    from hit_decoder.training.data import list_images
+    from hit_decoder.common.data import list_images
 
     root = tmp_path / "imgs"
     (root / "sub").mkdir(parents=True)
@@ -395,15 +395,14 @@ def test_prior_metadata_and_codebook_fingerprint(vq_files, tmp_path):
 
 
 # ----------------------------------------------------------------------------- 7. source layout = package layout
-def test_checkout_root_imports_the_same_package_as_an_install(tmp_path):
+def test_checkout_root_imports_the_same_package_as_an_install(pyproject):
     """Python started in the checkout root imports ``hit_decoder`` from the source folder, which must
     therefore hold everything the installed package holds (adapters, shipped configs)."""
     import subprocess
     import sys
-    import tomllib
 
     root = Path(__file__).resolve().parents[1]
-    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    setup = pyproject["tool"]["setuptools"]
     assert all(src == name.replace(".", "/") for name, src in setup.get("package-dir", {}).items())
     assert all((root / name.replace(".", "/")).is_dir() for name in setup["packages"])
     code = ("import hit_decoder, hit_decoder.adapters\nfrom hit_decoder import list_decoders\n"

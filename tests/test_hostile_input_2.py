@@ -164,7 +164,7 @@ def test_training_overwrite_replaces_the_earlier_run_only_when_the_new_one_succe
     import pytorch_lightning as pl
 
     from hit_decoder.training import run_training
-    from test_training import tiny_config
+    from support import tiny_config
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -215,7 +215,7 @@ def _terminate(proc: subprocess.Popen) -> tuple[int, str, float]:
 
 
 def test_a_running_train_locks_its_folder_and_sigterm_stops_it_with_a_resumable_checkpoint(tmp_path):
-    from test_training import tiny_config
+    from support import tiny_config
 
     out = tmp_path / "run"
     cfg = tiny_config(out, trainer={"max_batches": 100_000, "ckpt_every": 2})
@@ -334,8 +334,8 @@ def test_a_named_pipe_called_b_png_is_not_read(vq_files, tmp_path, capsys):
     import threading
 
     from hit_decoder.training import train_config_from_dict
-    from hit_decoder.training.data import build_data
-    from test_training import tiny_config, write_tiny_images
+    from hit_decoder.common.data import build_data
+    from support import tiny_config, write_tiny_images
 
     yaml, ckpt, images = vq_files
     train = write_tiny_images(tmp_path / "train")

@@ -22,7 +22,7 @@ from hit_decoder.training.losses import (
     reconstruction_loss,
     vq_loss,
 )
-from hit_decoder.training.metrics import codebook_perplexity, psnr, ssim
+from hit_decoder.common.metrics import codebook_perplexity, psnr, ssim
 from hit_decoder.training.module import warmup_lr
 
 

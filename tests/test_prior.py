@@ -68,6 +68,11 @@ def test_saved_prior_holds_the_trained_weights(trained):
         if not name.endswith("attn.mask"):
             assert torch.equal(p, ckpt["state_dict"][f"net.transformer.{name}"]), name
     assert prior.first_stage_model is vq
+    assert "train" not in vars(vq)  # the caller's first stage keeps its own methods ...
+    prior.train()
+    assert prior.transformer.training and not vq.training  # ... and the prior's train() leaves it in eval
+    vq.train()
+    assert vq.training  # a plain module again for its owner
 
 
 def test_a_prior_file_is_read_once(trained, monkeypatch):

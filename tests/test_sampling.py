@@ -18,10 +18,8 @@ import pytest
 import torch
 
 import hit_decoder.adapters  # noqa: F401  (taming import shims)
+from hit_decoder.adapters.gpt_sampler import _Chunk, _forward_packed, _WindowCache
 from hit_decoder.sampling import (
-    _Chunk,
-    _forward_packed,
-    _WindowCache,
     default_window,
     draw_uniforms,
     grid_shape_for,
@@ -303,3 +301,32 @@ def test_grid_shape_for_image_sizes():
     assert grid_shape_for((512, 1024), 16) == (32, 64)
     with pytest.raises(ValueError, match="not a multiple of the model's downsampling factor 16; use e.g. 512x1024"):
         grid_shape_for((500, 1024), 16)
+
+
+def test_the_core_sampler_never_names_taming_internals(models):
+    """The core sampler talks to priors only through ``sample_grid``; taming's Net2NetTransformer
+    and minGPT internals (``tok_emb``, ``attn.query``, ``resid_drop``, ``sos_token``, ...) belong to
+    ``hit_decoder.adapters.gpt_sampler``. The names are read off the real taming modules (their
+    attributes, submodules and GPT config); the check covers attribute accesses and string
+    constants in ``hit_decoder/sampling.py`` (e.g. ``getattr(m, "tok_emb")``). It cannot see a name
+    built at run time from pieces."""
+    import ast
+    from pathlib import Path
+
+    import hit_decoder.sampling as core
+
+    taming_names: set[str] = set()
+    for model in models.values():
+        for module in model.modules():
+            if type(module).__module__.startswith("taming."):
+                taming_names |= {k for k in vars(module) if not k.startswith("_")}
+                taming_names |= {name for name, _ in module.named_children()}
+                taming_names |= {name for name, _ in module.named_parameters(recurse=False)}
+                taming_names |= {name for name, _ in module.named_buffers(recurse=False)}
+        taming_names |= {k for k in vars(model.transformer.config) if not k.startswith("_")}
+    taming_names -= {"training"} | set(dir(torch.nn.Module))  # nn.Module's own (taming rebinds `train`)
+    assert {"tok_emb", "pos_emb", "query", "resid_drop", "n_unmasked", "sos_token", "be_unconditional"} <= taming_names
+    tree = ast.parse(Path(core.__file__).read_text())
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    assert not sorted(used & taming_names), "the core sampler reaches into taming's modules"

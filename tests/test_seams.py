@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig, load_decoder, save_decoder
-from hit_decoder.training.metrics import luminance, seam_periods, seam_ratio, seam_ratios
+from hit_decoder.common.metrics import luminance, seam_periods, seam_ratio, seam_ratios
 
 
 def ramp_with_jumps(h: int, w: int, period: int, jump: float) -> torch.Tensor:

@@ -3,7 +3,6 @@ exports, decoder swap with bit-identical frozen weights, the CLI, bf16, and the 
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -16,67 +15,14 @@ import hit_decoder.adapters as adapters
 from hit_decoder import load_decoder
 from hit_decoder.cli import main
 from hit_decoder.training import run_training, train_config_from_dict
-from hit_decoder.training.data import build_data, collate, make_val_loader
+from hit_decoder.common.data import build_data, collate, make_val_loader
 from hit_decoder.training.evaluate import evaluate_reconstructions
-from hit_decoder.training.models import FROZEN_IN_SWAP, build_models, seeded
+from hit_decoder.common.seeding import seeded
+from hit_decoder.training.models import FROZEN_IN_SWAP, build_models
 from hit_decoder.training.module import StageOneModule
+from support import read_metrics, tiny_config, write_image_folder, write_tiny_images
 
-TINY_DECODER = {"channels": [32, 16, 16], "depths": [1, 1, 1], "heads": [2, 2, 2], "num_attention_stages": 2,
-                "block_size": [2, 2], "dilation_grid": [2, 2]}
-TINY_ENCODER = {"ch": 32, "ch_mult": [1, 1, 2], "num_res_blocks": 1, "attn_resolutions": [], "z_channels": 8,
-                "resolution": 16}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread, and two OpenMP threads slow down badly (10x and
-    more) when other processes share the two cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def deep_update(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def tiny_config(out_dir: Path, **sections) -> dict:
-    """A from-scratch run on 16 px crops of the embedded photographs, LPIPS off, few batches."""
-    base = {
-        "out_dir": str(out_dir), "seed": 0,
-        "model": {"encoder": TINY_ENCODER, "n_embed": 32, "embed_dim": 8, "decoder": TINY_DECODER},
-        "data": {"size": 16, "resize": 64, "batch_size": 4, "val_batch_size": 4, "num_workers": 0,
-                 "val_crops_per_image": 2},
-        "loss": {"perceptual_weight": 0.0, "disc_weight": 0.5, "disc_channels": 8, "disc_layers": 2,
-                 "disc_train_start": 0, "disc_weight_start": 0},
-        "optim": {"lr": 2e-3, "ema_decay": 0.9},
-        "trainer": {"max_batches": 8, "log_every": 1, "val_every": 1000, "image_every": 1000, "ckpt_every": 1000,
-                    "progress_bar": False, "tensorboard": False},
-    }
-    return deep_update(base, sections)
-
-
-def read_metrics(out_dir: Path) -> list[dict[str, float]]:
-    rows = []
-    for f in sorted((out_dir / "logs").glob("version_*/metrics.csv")):
-        with open(f) as fh:
-            rows += [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
-    return [r for r in rows if "train/batch" in r]
-
-
-def write_tiny_images(folder: Path, n: int = 4) -> Path:
-    """``n`` real 16 x 16 PNG photographs-to-be (smooth gradients + noise)."""
-    from test_data import _photo
-
-    folder.mkdir(parents=True)
-    for i in range(n):
-        _photo(i + 1, w=16, h=16).save(folder / f"img{i}.png")
-    return folder
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def psnr_of_untrained(cfg: dict) -> float:
     """Validation PSNR of the run's model at initialisation (models are built from the run seed)."""
@@ -171,8 +117,6 @@ def _tiny_taming_vqgan(tmp_path: Path) -> tuple[Path, Path, dict[str, torch.Tens
 
 
 def test_decoder_swap_keeps_frozen_weights_bit_identical_and_reconstructs(tmp_path):
-    from test_data import write_image_folder
-
     yaml, ckpt, original = _tiny_taming_vqgan(tmp_path)
     images = tmp_path / "images"
     write_image_folder(images)  # includes a corrupt and a truncated file
@@ -266,7 +210,9 @@ def test_shipped_demo_config_trains_and_exports(tmp_path):
 def test_cnn_decoder_from_scratch_then_swap_from_its_taming_export(tmp_path):
     """``model.decoder: cnn`` trains a plain taming VQGAN; its taming export is a valid source for
     ``decoder_swap`` (the demo's decoder-swap path)."""
-    cnn = run_training(tiny_config(tmp_path / "cnn", model={"decoder": "cnn"}, trainer={"max_batches": 2}))
+    assert torch.get_num_threads() == 1  # the one_thread fixture
+    cnn = run_training(tiny_config(tmp_path / "cnn", model={"decoder": "cnn"}, trainer={"max_batches": 2, "cpu_threads": 2}))
+    assert torch.get_num_threads() == 1  # trainer.cpu_threads applies to the run only
     assert set(cnn.exports) == {"model", "taming_ckpt", "taming_yaml"}  # no HiT decoder file to write
     vq = adapters.load_vqmodel(cnn.exports["model"])
     assert type(vq).__name__ == "VQModel" and type(vq.decoder).__name__ == "Decoder"

@@ -17,7 +17,8 @@ from hit_decoder.training.perceptual import (
     build_lpips,
     find_vgg16_weights,
 )
-from test_training import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vgg16_feature_shapes() -> dict[str, tuple[int, ...]]:

@@ -10,26 +10,12 @@ import sys
 import textwrap
 
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from hit_decoder.training import run_training
-from test_training import one_thread, tiny_config, write_tiny_images  # noqa: F401  (autouse fixture)
+from support import CrashAfter, final_state, tiny_config, write_tiny_images
 
-
-class CrashAfter(pl.Callback):
-    """Simulates a crash (after the checkpoint of that batch has been written)."""
-
-    def __init__(self, batch: int) -> None:
-        self.batch = batch
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if pl_module.batches_done == self.batch:
-            raise RuntimeError("simulated crash")
-
-
-def _final_state(out_dir):
-    return torch.load(out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
@@ -46,11 +32,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     run_training(full)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_training(crashed, callbacks=[CrashAfter(6)])  # last checkpoint: batch 4
-    assert _final_state(tmp_path / "crashed")["hit_decoder_training"]["batches_done"] == 4
+    assert final_state(tmp_path / "crashed")["hit_decoder_training"]["batches_done"] == 4
     resumed = run_training(crashed, ["resume=auto"])
     assert resumed.batches_done == 10
 
-    a, b = _final_state(tmp_path / "full"), _final_state(tmp_path / "crashed")
+    a, b = final_state(tmp_path / "full"), final_state(tmp_path / "crashed")
     assert a["hit_decoder_training"]["batches_done"] == b["hit_decoder_training"]["batches_done"] == 10
     assert a["state_dict"].keys() == b["state_dict"].keys()
     differ = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]

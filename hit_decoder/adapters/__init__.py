@@ -12,18 +12,15 @@ Importing this package makes ``taming`` usable on today's torch / Lightning with
   :func:`decode_codes` — code grids to images, whole or in (exact, for HiT decoders) tiles;
 * :func:`save_vqmodel` / :func:`load_vqmodel` (self-describing safetensors) and
   :func:`export_taming` (``.ckpt`` + YAML that taming's own code loads);
-* :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading;
+* :func:`load_checkpoint_state` / :func:`read_checkpoint` — safe checkpoint reading (defined in
+  :mod:`hit_decoder.checkpoints`, taming-free; the target allowlist in :mod:`hit_decoder.targets`);
   :func:`describe_checkpoint` — what a checkpoint holds;
 * :func:`build_discriminator` / :func:`build_net2net` — taming's PatchGAN and transformer prior;
 * :func:`load_model` — a library file or a diffusers folder / file (``hit_decoder.adapters.diffusers``,
   the diffusers extra, imported only for those) for the taming-interface code.
 """
 
-from ._compat import ensure_taming, top_k_top_p_filtering
-
-ensure_taming()
-
-from .checkpoints import (  # noqa: E402  (taming must be importable first)
+from ..checkpoints import (
     UnsafeCheckpointError,
     check_weights_only,
     extract_state_dict,
@@ -32,7 +29,12 @@ from .checkpoints import (  # noqa: E402  (taming must be importable first)
     load_state_strict,
     read_checkpoint,
 )
-from .codes import (  # noqa: E402
+from ..targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets
+from ._compat import ensure_taming, top_k_top_p_filtering
+
+ensure_taming()
+
+from .codes import (  # noqa: E402  (taming must be importable first)
     codebook_fingerprint,
     codebook_size,
     decode_codes,
@@ -47,7 +49,10 @@ from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E40
 from .stages import build_discriminator, build_net2net  # noqa: E402
 from .sources import diffusers_adapter, is_diffusers_source, load_model  # noqa: E402
 from .swap import swap_decoder  # noqa: E402
-from .targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets  # noqa: E402
+from .gpt_sampler import TamingGPTPrior  # noqa: E402
+from ..sampling import register_prior_adapter  # noqa: E402
+
+register_prior_adapter(TamingGPTPrior.wrap)  # sample_sliding_window accepts a Net2NetTransformer
 
 __all__ = [
     "ensure_taming",
@@ -88,4 +93,5 @@ __all__ = [
     "load_model",
     "is_diffusers_source",
     "diffusers_adapter",
+    "TamingGPTPrior",
 ]

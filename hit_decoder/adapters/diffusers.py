@@ -56,7 +56,7 @@ from hit_decoder.serialization import read_safetensors, strip_wrapper_prefixes
 from hit_decoder.tiling import TileGeometry, hit_tile_geometry
 from hit_decoder.tiling import decode_tiled as _decode_tiled
 
-from .checkpoints import load_checkpoint_state, load_state_strict
+from ..checkpoints import load_checkpoint_state, load_state_strict
 from .codes import decode_codes as _decode_codes
 from .codes import decode_indices
 from .models import check_decoder_fits, resolve_decoder_config

@@ -28,10 +28,10 @@ from hit_decoder.fileio import atomic_path
 from hit_decoder.metadata import check_weights_fit, metadata_json
 from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, read_safetensors, strip_wrapper_prefixes
 
-from .checkpoints import load_state_strict
+from ..checkpoints import load_state_strict
 from .loading import build_vqmodel, resolve_model_config, taming_config
 from .models import plain
-from .targets import check_targets
+from ..targets import check_targets
 
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 

@@ -22,9 +22,9 @@ from torch import nn
 
 from hit_decoder.decoder import HiTDecoder
 
-from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
+from ..checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
 from .models import HiTGumbelVQ, HiTVQModel, check_ddconfig, plain
-from .targets import check_targets
+from ..targets import check_targets
 
 __all__ = [
     "load_vqgan",
@@ -88,7 +88,7 @@ def resolve_model_config(config: Any, source: str | None = None) -> dict[str, An
     dict or OmegaConf object in taming's ``model: {target, params}`` layout (or bare
     ``{target, params}``, or a Net2NetTransformer config, whose ``first_stage_config`` is used).
     Every ``target`` in it, at any depth, is checked against the allowlist first
-    (:func:`~hit_decoder.adapters.targets.check_targets`); ``source`` names the config in messages."""
+    (:func:`~hit_decoder.targets.check_targets`); ``source`` names the config in messages."""
     data, read_from = _read_config(config)
     source = source or read_from
     path = ""

@@ -32,9 +32,9 @@ from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
 from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config, preset_name
 
-from .checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
+from ..checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
 from .codes import decode_indices, downsample_factor
-from .targets import check_targets
+from ..targets import check_targets
 
 __all__ = [
     "HiTVQModel",

@@ -50,6 +50,11 @@ def swap_decoder(model: VQModel, decoder: HiTDecoder | HiTDecoderConfig | Mappin
     ``post_quant_conv``'s channels and upsample by the encoder's factor; otherwise ``ValueError``
     says which preset or override would fit. The new decoder is moved to the model's device and
     dtype and gets the old decoder's train/eval mode.
+
+    In place: the returned object is ``model`` itself, its ``decoder`` replaced and its class changed
+    to the HiT subclass of its taming class (``VQModel`` -> :class:`HiTVQModel`, ``GumbelVQ`` ->
+    :class:`HiTGumbelVQ`; ``isinstance`` checks against the taming class still hold). Copy the model
+    first (``copy.deepcopy``) to keep the CNN-decoder version.
     """
     target_cls = HIT_CLASS_FOR.get(type(model))
     if target_cls is None:

@@ -144,7 +144,7 @@ def texture_image(name: str, side: int, factor: int) -> torch.Tensor:
     """The scikit-image photograph ``name`` resized (shorter side ``side``) and cut to a centred
     square whose side is a multiple of ``factor``: ``(1, 3, S, S)`` in [-1, 1]."""
     from ..images import fit_to_factor, resize_shorter
-    from ..training.data import embedded_photographs
+    from ..common.data import embedded_photographs
 
     [(_, img)] = embedded_photographs([name])
     img = resize_shorter(img, side)
@@ -195,7 +195,7 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[s
     from .. import adapters
     from ..prior import load_prior, prior_info
     from ..sampling import sample_sliding_window
-    from ..training.metrics import code_histogram_tv, seam_ratio, to_unit_range
+    from ..common.metrics import code_histogram_tv, seam_ratio, to_unit_range
 
     plan = job.plan
     vq = adapters.load_vqmodel(stage1_model).eval()
@@ -260,7 +260,7 @@ def _num(v: float | None, spec: str = ".2f") -> str:
 # ----------------------------------------------------------------------------- measurements
 def _codebook_usage(vq: torch.nn.Module, images: list[torch.Tensor]) -> dict[str, Any]:
     from .. import adapters
-    from ..training.metrics import codebook_perplexity
+    from ..common.metrics import codebook_perplexity
 
     n = adapters.codebook_size(vq.quantize)
     idx = torch.cat([adapters.encode_indices(vq, x).flatten() for x in images])
@@ -290,7 +290,7 @@ def _reconstruct(vq: torch.nn.Module, images: dict[str, torch.Tensor]) -> tuple[
 def _scores(x: torch.Tensor, xrec: torch.Tensor, factor: int) -> dict[str, Any]:
     """One held-out photograph's size, PSNR, SSIM, seam ratios and chroma ratio (colour kept)."""
     from ..training.evaluate import score_images
-    from ..training.metrics import chroma_ratio, to_unit_range
+    from ..common.metrics import chroma_ratio, to_unit_range
 
     return {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, xrec, factor),
             "chroma_ratio": float(chroma_ratio(to_unit_range(x), to_unit_range(xrec))[0])}
@@ -309,7 +309,7 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train: tuple[t
     reconstructions, cost, and decode times measured interleaved in this process."""
     from .. import adapters
     from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores
-    from ..training.metrics import seam_periods, seam_ratio, to_unit_range
+    from ..common.metrics import seam_periods, seam_ratio, to_unit_range
 
     models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
     factor = adapters.downsample_factor(models["cnn"])

@@ -94,7 +94,7 @@ class _Worker:
 def _train_photos(run: dict[str, Any]) -> tuple[tuple[str, ...], int]:
     """The embedded photographs a phase trained on and the shorter side they were resized to (its
     codebook usage is measured on them at that size)."""
-    from ..training.data import EMBEDDED_TRAIN
+    from ..common.data import EMBEDDED_TRAIN
 
     data = run["config"]["data"]
     return tuple(data.get("embedded_train") or EMBEDDED_TRAIN), int(data["resize"] or data["size"])

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..configfile import check_devices, read_config_source, shipped_configs, strict_config
+from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
 
 __all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim", "PriorTrainer",
            "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
@@ -99,33 +99,28 @@ class PriorConfig:
     trainer: PriorTrainer = field(default_factory=PriorTrainer)
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
 def validate_prior_config(cfg: PriorConfig) -> None:
-    _check(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
+    require(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
     fs = cfg.first_stage
     given = [n for n in ("model", "taming_config", "untrained") if getattr(fs, n)]
-    _check(len(given) == 1, "first_stage: give exactly one of first_stage.model (hit-decoder VQ model file), "
+    require(len(given) == 1, "first_stage: give exactly one of first_stage.model (hit-decoder VQ model file), "
            f"first_stage.taming_config (+ taming_ckpt) or first_stage.untrained (a training config); got {given or 'none'}")
-    _check(fs.taming_ckpt is None or fs.taming_config is not None, "first_stage.taming_ckpt needs first_stage.taming_config")
-    _check(cfg.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
+    require(fs.taming_ckpt is None or fs.taming_config is not None, "first_stage.taming_ckpt needs first_stage.taming_config")
+    require(cfg.architecture in ARCHITECTURES, f"architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
     w = cfg.windowed
-    _check(w.rows_above >= 0 and w.cols_each_side >= 0 and w.rows_above + w.cols_each_side >= 1,
+    require(w.rows_above >= 0 and w.cols_each_side >= 0 and w.rows_above + w.cols_each_side >= 1,
            f"windowed: need rows_above >= 0 and cols_each_side >= 0, not both 0; got {w.rows_above}, {w.cols_each_side}")
-    _check(cfg.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}, got {cfg.conditioning!r}")
-    _check(0.0 < cfg.pkeep <= 1.0, f"pkeep must be in (0, 1], got {cfg.pkeep}")
+    require(cfg.conditioning in CONDITIONING, f"conditioning must be one of {CONDITIONING}, got {cfg.conditioning!r}")
+    require(0.0 < cfg.pkeep <= 1.0, f"pkeep must be in (0, 1], got {cfg.pkeep}")
     g, d, t = cfg.gpt, cfg.data, cfg.trainer
-    _check(g.n_layer >= 1 and g.n_head >= 1 and g.n_embd % g.n_head == 0,
+    require(g.n_layer >= 1 and g.n_head >= 1 and g.n_embd % g.n_head == 0,
            f"gpt: need n_layer >= 1 and n_embd ({g.n_embd}) divisible by n_head ({g.n_head})")
-    _check(d.crop >= 2, f"data.crop must be >= 2 codes, got {d.crop}")
+    require(d.crop >= 2, f"data.crop must be >= 2 codes, got {d.crop}")
     for name in ("batch_size", "crops_per_grid"):
-        _check(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
-    _check(d.resize is None or d.resize >= 8, f"data.resize must be >= 8 pixels, got {d.resize}")
-    _check(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
-    _check(t.max_batches >= 1 and t.log_every >= 1 and t.ckpt_every >= 1,
+        require(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
+    require(d.resize is None or d.resize >= 8, f"data.resize must be >= 8 pixels, got {d.resize}")
+    require(cfg.optim.lr > 0, f"optim.lr must be > 0, got {cfg.optim.lr}")
+    require(t.max_batches >= 1 and t.log_every >= 1 and t.ckpt_every >= 1,
            "trainer.max_batches, trainer.log_every and trainer.ckpt_every must be >= 1")
     check_devices(t.devices, "trainer.devices")
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb
-from ..training.data import EMBEDDED_TRAIN, embedded_photographs, resolve_images, sample_generator
+from ..common.data import EMBEDDED_TRAIN, embedded_photographs, resolve_images, sample_generator
 from .config import FirstStageConfig, PriorDataConfig
 
 __all__ = ["load_first_stage", "encode_grids", "CodeCropDataset", "collate_crops"]
@@ -85,7 +85,7 @@ def encode_grids(vq: nn.Module, cfg: PriorDataConfig, class_ids: bool) -> tuple[
 
 class CodeCropDataset(torch.utils.data.Dataset):
     """Random ``crop x crop`` windows of code grids; the crop of stream position ``p`` is a pure
-    function of ``(seed, p)`` (keys come from :class:`~hit_decoder.training.data.StepBatchSampler`)."""
+    function of ``(seed, p)`` (keys come from :class:`~hit_decoder.common.data.StepBatchSampler`)."""
 
     def __init__(self, grids: list[torch.Tensor], labels: list[int], crop: int, seed: int, crops_per_grid: int) -> None:
         self.grids, self.labels, self.crop, self.seed = grids, labels, crop, seed

@@ -22,9 +22,9 @@ from torch import nn
 from .. import adapters
 from ..fileio import atomic_path
 from ..runs import guarded_run
-from ..training.callbacks import AtomicCheckpoint
-from ..training.data import ResumableDataLoader, StepBatchSampler
-from ..training.models import seeded
+from ..common.checkpointing import AtomicCheckpoint
+from ..common.data import ResumableDataLoader, StepBatchSampler
+from ..common.seeding import seeded
 from .config import PriorConfig, load_prior_config, validate_prior_config
 from .data import CodeCropDataset, collate_crops, encode_grids, load_first_stage
 from .model import build_prior, first_stage_summary, save_prior

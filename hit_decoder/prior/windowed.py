@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..sampling import sample_tokens
+from ..sampling import SamplingRequest, draw_uniforms, sampling_progress
 
 __all__ = ["WindowedPrior", "context_offsets", "wavefront_schedule", "default_cache_rows"]
 
@@ -245,6 +245,21 @@ class WindowedPrior(nn.Module):
                                  "(it is repeated), one per sample, or leave batch_size unset")
             ids = ids.expand(batch_size)
         return ids
+
+    def sample_grid(self, request: SamplingRequest) -> torch.Tensor:
+        """The core sampler's interface (:func:`hit_decoder.sampling.sample_sliding_window`): the
+        request's conditioning, uniforms and filter, then :meth:`sample_codes`."""
+        r = request
+        if r.window is not None or r.max_cached_windows is not None:
+            raise ValueError("a windowed prior has no sampling window (its context is its neighbourhood at every "
+                             "position): leave window= and max_cached_windows= unset")
+        if r.cache_rows is not None and r.cache_rows < 1:
+            raise ValueError(f"cache_rows must be >= 1 or None, got {r.cache_rows}")
+        device = next(self.parameters()).device
+        ids = self.condition_ids(r.cond, r.batch_size, device)  # (B,)
+        u = draw_uniforms((ids.shape[0], *r.shape), r.generator, device)  # (B, H, W)
+        with sampling_progress(self, r, "streaming" if r.method == "fast" else r.method) as bar:
+            return self.sample_codes(ids, u, r.pick, method=r.method, cache_rows=r.cache_rows, progress=bar)
 
     @torch.no_grad()
     def sample_codes(self, cond: torch.Tensor, u: torch.Tensor, pick, *, method: str = "fast",

@@ -16,6 +16,7 @@ from torch import nn
 from ..fileio import atomic_path
 from ..serialization import save_decoder
 from ..images import save_png
+from ..common.checkpointing import AtomicCheckpoint, save_checkpoint_atomic
 from ..runs import LAST_CHECKPOINT
 from .evaluate import evaluate_reconstructions, image_grid
 
@@ -23,32 +24,6 @@ __all__ = ["AtomicCheckpoint", "ReconstructionImages", "FinalExport", "save_chec
            "model_with_ema", "export_model", "LAST_CHECKPOINT"]
 
 log = logging.getLogger(__name__)
-
-
-def save_checkpoint_atomic(trainer: pl.Trainer, path: str | os.PathLike) -> Path:
-    """``trainer.save_checkpoint`` to a temporary name, then rename (all ranks must call it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if trainer.is_global_zero:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    trainer.save_checkpoint(tmp, weights_only=False)  # collective; global rank 0 writes
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
-    trainer.strategy.barrier("hit_decoder.save_checkpoint_atomic")
-    return path
-
-
-class AtomicCheckpoint(pl.Callback):
-    """Write ``dirpath/last.ckpt`` every ``every`` training batches and after the last one."""
-
-    def __init__(self, dirpath: str | os.PathLike, every: int, total: int) -> None:
-        self.dirpath, self.every, self.total = Path(dirpath), every, total
-        self.last_path: Path | None = None
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        b = pl_module.batches_done
-        if b % self.every == 0 or b == self.total:
-            self.last_path = save_checkpoint_atomic(trainer, self.dirpath / LAST_CHECKPOINT)
 
 
 class ReconstructionImages(pl.Callback):
@@ -107,7 +82,7 @@ class FinalExport(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        from .data import make_val_loader
+        from ..common.data import make_val_loader
 
         loader = make_val_loader(pl_module.data.val, pl_module.cfg.data.val_batch_size, 0, 1, 0)
         metrics = evaluate_reconstructions(pl_module.reconstruct, (b["image"] for b in loader),

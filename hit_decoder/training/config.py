@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from ..configfile import check_devices, read_config_source, shipped_configs, strict_config
+from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
 
 __all__ = [
     "TrainConfig",
@@ -195,18 +195,13 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
 def validate_swap_source(cfg: TrainConfig) -> None:
     m = cfg.model
     if m.diffusers_model:
-        _check(not m.vqgan_config and not m.vqgan_ckpt, "give either model.diffusers_model (a diffusers VQModel "
+        require(not m.vqgan_config and not m.vqgan_ckpt, "give either model.diffusers_model (a diffusers VQModel "
                "folder) or model.vqgan_config + model.vqgan_ckpt (a taming VQGAN), not both")
         return
-    _check(
+    require(
         bool(m.vqgan_config) and bool(m.vqgan_ckpt),
         "mode=decoder_swap needs model.vqgan_config (taming YAML) and model.vqgan_ckpt (its .ckpt), or "
         "model.diffusers_model (a diffusers VQModel folder)",
@@ -215,54 +210,54 @@ def validate_swap_source(cfg: TrainConfig) -> None:
 
 def validate(cfg: TrainConfig) -> None:
     """Cross-field and range checks OmegaConf's typing cannot express."""
-    _check(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
-    _check(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
+    require(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
+    require(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
     d, l, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
-    _check(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
-    _check(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
+    require(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
+    require(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
     for name in ("batch_size", "val_batch_size", "val_max_images", "val_crops_per_image", "epoch_crops_per_image"):
-        _check(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
-    _check(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
+        require(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
+    require(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     if d.embedded_train is not None:
         from .data import EMBEDDED_TRAIN
 
         unknown = [n for n in d.embedded_train if n not in EMBEDDED_TRAIN]
-        _check(d.train is None, "data.embedded_train picks embedded photographs: it cannot be combined with data.train")
-        _check(bool(d.embedded_train) and not unknown, f"data.embedded_train must name one or more of the embedded "
+        require(d.train is None, "data.embedded_train picks embedded photographs: it cannot be combined with data.train")
+        require(bool(d.embedded_train) and not unknown, f"data.embedded_train must name one or more of the embedded "
                f"training photographs ({', '.join(EMBEDDED_TRAIN)}); got {list(d.embedded_train)}")
-    _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
-    _check(l.disc_loss in ("hinge", "non_saturating"),
+    require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    require(l.disc_loss in ("hinge", "non_saturating"),
            f"loss.disc_loss must be 'hinge' or 'non_saturating', got {l.disc_loss!r}")
     for name in ("l1_weight", "l2_weight", "perceptual_weight", "codebook_weight", "disc_weight", "distill_weight"):
-        _check(getattr(l, name) >= 0, f"loss.{name} must be >= 0, got {getattr(l, name)}")
-    _check(l.disc_train_start >= 0 and l.disc_weight_start >= 0, "loss.disc_*_start must be >= 0 (batches)")
-    _check(l.disc_weight_start >= l.disc_train_start,
+        require(getattr(l, name) >= 0, f"loss.{name} must be >= 0, got {getattr(l, name)}")
+    require(l.disc_train_start >= 0 and l.disc_weight_start >= 0, "loss.disc_*_start must be >= 0 (batches)")
+    require(l.disc_weight_start >= l.disc_train_start,
            f"loss.disc_weight_start ({l.disc_weight_start}) must be >= loss.disc_train_start "
            f"({l.disc_train_start}): the GAN term must not enter before the discriminator trains")
-    _check(cfg.model.diffusers_model is None or cfg.mode == "decoder_swap",
+    require(cfg.model.diffusers_model is None or cfg.mode == "decoder_swap",
            "model.diffusers_model needs mode=decoder_swap (the diffusers model's encoder and codebook stay frozen)")
-    _check(l.distill_weight == 0 or cfg.mode == "decoder_swap",
+    require(l.distill_weight == 0 or cfg.mode == "decoder_swap",
            "loss.distill_weight > 0 needs mode=decoder_swap (there is no CNN decoder to distil from)")
-    _check(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two values in [0, 1), got {o.betas}")
-    _check(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
-    _check(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {o.ema_decay}")
-    _check(o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}")
-    _check(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
-    _check(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
-    _check(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
+    require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two values in [0, 1), got {o.betas}")
+    require(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")
+    require(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {o.ema_decay}")
+    require(o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}")
+    require(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
+    require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
+    require(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
     check_devices(t.devices, "trainer.devices")
-    _check(t.num_nodes >= 1, f"trainer.num_nodes must be >= 1, got {t.num_nodes}")
+    require(t.num_nodes >= 1, f"trainer.num_nodes must be >= 1, got {t.num_nodes}")
     for name in ("log_every", "val_every", "image_every", "ckpt_every"):
-        _check(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
-    _check(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
+        require(getattr(t, name) >= 1, f"trainer.{name} must be >= 1 (batches), got {getattr(t, name)}")
+    require(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
            f"trainer.precision must be '32-true' or 'bf16-mixed' (or '16-mixed'), got {t.precision!r}")
     if cfg.model.decoder == CNN_DECODER:
-        _check(cfg.mode == "from_scratch", f"model.decoder={CNN_DECODER!r} needs mode=from_scratch (decoder_swap "
+        require(cfg.mode == "from_scratch", f"model.decoder={CNN_DECODER!r} needs mode=from_scratch (decoder_swap "
                "trains a new HiT decoder on a frozen VQGAN)")
-        _check(not cfg.model.decoder_overrides, f"model.decoder_overrides apply to HiT decoders, not to "
+        require(not cfg.model.decoder_overrides, f"model.decoder_overrides apply to HiT decoders, not to "
                f"model.decoder={CNN_DECODER!r} (its CNN decoder mirrors model.encoder)")
     enc = cfg.model.encoder
-    _check(all(enc.ch * m % 32 == 0 for m in enc.ch_mult),
+    require(all(enc.ch * m % 32 == 0 for m in enc.ch_mult),
            f"model.encoder.ch ({enc.ch}) times every ch_mult entry ({list(enc.ch_mult)}) must be a multiple of 32 "
            "(taming's encoder uses GroupNorm with 32 groups)")
-    _check(cfg.model.n_embed >= 2 and cfg.model.embed_dim >= 1, "model.n_embed must be >= 2 and model.embed_dim >= 1")
+    require(cfg.model.n_embed >= 2 and cfg.model.embed_dim >= 1, "model.n_embed must be >= 2 and model.embed_dim >= 1")

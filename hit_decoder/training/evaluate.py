@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from ..images import fit_to_factor, tensor_to_pil
-from .data import EMBEDDED_VAL, embedded_photographs
-from .metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from ..common.data import EMBEDDED_VAL, embedded_photographs
+from ..common.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
 
 __all__ = ["evaluate_reconstructions", "image_grid", "held_out_images", "score_images", "mean_scores",
            "interleaved_seconds"]

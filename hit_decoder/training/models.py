@@ -15,29 +15,19 @@ caller's global RNG state is left as it was.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from ..config import HiTDecoderConfig
 from ..decoder import HiTDecoder
+from ..common.seeding import seeded
 from .ema import make_ema_copy
 
-__all__ = ["BuiltModels", "build_models", "wrap_prebuilt", "decoder_config_for", "frozen_parts", "seeded"]
+__all__ = ["BuiltModels", "build_models", "wrap_prebuilt", "decoder_config_for", "frozen_parts"]
 
 FROZEN_IN_SWAP = ("encoder", "quant_conv", "quantize", "post_quant_conv")
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run a block with the global RNG seeded to ``seed``, restoring the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 @dataclass

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig, config_to_dict
-from .data import DataSplits, make_train_loader, make_val_loader
+from ..common.data import DataSplits, make_train_loader, make_val_loader
 from .ema import ema_decay_at, ema_update_, make_ema_copy
 from .losses import (
     adaptive_weight,
@@ -36,8 +36,9 @@ from .losses import (
     reconstruction_loss,
     vq_loss,
 )
-from .metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
-from .models import frozen_parts, seeded
+from ..common.metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from ..common.seeding import seeded
+from .models import frozen_parts
 from .perceptual import perceptual_loss
 
 __all__ = ["StageOneModule", "GeneratorStep", "DiscriminatorStep", "Encoded", "warmup_lr"]
@@ -102,17 +103,17 @@ def _build_discriminator(cfg: TrainConfig) -> nn.Module:
 
 class StageOneModule(pl.LightningModule):
     def __init__(self, cfg: TrainConfig, vq: nn.Module, data: DataSplits, *, perceptual: nn.Module | None = None,
-                 teacher: nn.Module | None = None, discriminator: nn.Module | None = None) -> None:
+                 teacher: nn.Module | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.cfg = cfg
         self.vq = vq
         self.data = data
         self.swap = cfg.mode == "decoder_swap"
-        if discriminator is None and cfg.loss.disc_weight > 0:
+        self.discriminator = None
+        if cfg.loss.disc_weight > 0:
             with seeded(cfg.seed + 1):
-                discriminator = _build_discriminator(cfg)
-        self.discriminator = discriminator
+                self.discriminator = _build_discriminator(cfg)
         # EMA of everything that trains: the decoder in decoder_swap, the whole model from scratch (an
         # averaged decoder behind a live, still-moving encoder and codebook would decode drifted codes)
         self.ema_vq = make_ema_copy(vq) if cfg.optim.ema_decay > 0 else None
@@ -188,14 +189,14 @@ class StageOneModule(pl.LightningModule):
         vq = self.vq if vq is None else vq
         return vq.decode(quant)  # (B, 3, H, W): decoder(post_quant_conv(quant)) (a MoVQ decoder gets quant too)
 
-    def eval_model(self, ema: bool = True) -> nn.Module:
+    def eval_model(self) -> nn.Module:
         """The model used for validation, images and export: the EMA copy if the run keeps one."""
-        return self.ema_vq if (ema and self.ema_vq is not None) else self.vq
+        return self.ema_vq if self.ema_vq is not None else self.vq
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, *, ema: bool = True) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] -> reconstructions by the EMA model (if any)."""
-        vq = self.eval_model(ema)
+        vq = self.eval_model()
         return self.decode(self.encode(x, vq).quant, vq).float()
 
     # ------------------------------------------------------------------ losses of one batch

@@ -147,12 +147,21 @@ def run_training(config: TrainConfig | Mapping[str, Any] | str | os.PathLike,
 def _train(cfg: TrainConfig, run: Any, callbacks: Sequence[Any], model: Any, allow_unsafe_pickle: bool) -> TrainResult:
     ckpt = run.resume
     startup_checks(cfg, prebuilt=model is not None)
+    import torch
+
+    threads = torch.get_num_threads()
     if cfg.trainer.cpu_threads is not None:
-        import torch
+        torch.set_num_threads(cfg.trainer.cpu_threads)  # asked for explicitly by this run's config; restored below
+    try:
+        return _fit(cfg, run, ckpt, callbacks, model, allow_unsafe_pickle)
+    finally:
+        torch.set_num_threads(threads)
 
-        torch.set_num_threads(cfg.trainer.cpu_threads)  # asked for explicitly by this run's config
 
-    from .data import build_data
+def _fit(cfg: TrainConfig, run: Any, ckpt: Path | None, callbacks: Sequence[Any], model: Any,
+         allow_unsafe_pickle: bool) -> TrainResult:
+    """:func:`run_training` after its checks: data, models, Lightning's fit, the result."""
+    from ..common.data import build_data
 
     data = build_data(cfg.data, cfg.seed)  # missing / empty folders fail here, before any model
     log.info("data: %s", data.description)

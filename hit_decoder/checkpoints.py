@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hit_decoder.serialization import strip_wrapper_prefixes
+from .serialization import strip_wrapper_prefixes
 
 __all__ = [
     "UnsafeCheckpointError",

@@ -1,0 +1,96 @@
+"""The project's own tooling: CI script, packaging promises."""
+
+import ast
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ci_keeps_its_environment_out_of_the_users_venv():
+    # README command 1 makes `.venv` in the checkout; `.ci/run` must neither delete nor reuse it.
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    script = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    removed = re.findall(r"rm -rf\s+(\S+)", script)
+    assert removed, "expected .ci/run to start from a fresh environment"
+    venv_dirs = re.findall(r"^venv=(\S+)$", script, flags=re.M)
+    assert venv_dirs == [".ci/venv"], venv_dirs
+    for target in removed:
+        assert target.strip("\"'") in ("$venv", "${venv}"), f".ci/run removes {target}"
+    assert ".venv" not in script.replace(".ci/venv", ""), "the CI script mentions the user's .venv"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".ci/venv/bin/python"], cwd=ROOT)
+    assert ignored.returncode == 0, ".ci/venv is not git-ignored"
+
+
+# Standard-library names added after Python 3.10 ("What's New in Python 3.11"; 3.12 and 3.13 added
+# no new modules). A new module is fine behind `try: ... except ModuleNotFoundError` (see conftest).
+NEWER_MODULES = {(3, 11): {"tomllib", "wsgiref.types"}}
+NEWER_NAMES = {(3, 11): {("datetime", "UTC"), ("enum", "StrEnum"), ("typing", "Self"),
+                         ("typing", "LiteralString"), ("typing", "assert_never"),
+                         ("hashlib", "file_digest"), ("contextlib", "chdir"),
+                         ("asyncio", "TaskGroup")},
+               (3, 12): {("itertools", "batched"), ("typing", "override")}}
+
+
+def _oldest_promised(pyproject) -> tuple[int, int]:
+    spec = pyproject["project"]["requires-python"]
+    match = re.fullmatch(r">=\s*3\.(\d+)", spec)
+    assert match, f"requires-python {spec!r}: this test reads only '>=3.N'"
+    return 3, int(match.group(1))
+
+
+def _guarded(tree) -> set[int]:
+    """Line numbers of imports inside a `try` whose handlers catch a failed import."""
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+            for h in node.handlers
+        ):
+            lines |= {n.lineno for stmt in node.body for n in ast.walk(stmt) if hasattr(n, "lineno")}
+    return lines
+
+
+def test_sources_keep_to_the_oldest_promised_python(pyproject):
+    """README and pyproject promise `requires-python`; the tests run on a newer interpreter, so
+    check here what a newer one would let slip: grammar (ast's ``feature_version``), stdlib modules
+    and the best-known stdlib names added since. Not seen: other new arguments or methods."""
+    oldest = _oldest_promised(pyproject)
+    modules = {m for since, ms in NEWER_MODULES.items() if since > oldest for m in ms}
+    names = {n for since, ns in NEWER_NAMES.items() if since > oldest for n in ns}
+    problems = []
+    for path in sorted(ROOT.glob("*/**/*.py")):
+        if path.parts[len(ROOT.parts)] not in ("hit_decoder", "tests", "benchmarks"):
+            continue
+        where = path.relative_to(ROOT)
+        try:
+            tree = ast.parse(path.read_text(), feature_version=oldest)
+        except SyntaxError as err:
+            problems.append(f"{where}:{err.lineno}: {err.msg}")
+            continue
+        guarded = _guarded(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                used = {a.name for a in node.names} & modules
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                used = ({node.module} & modules) | {f"{node.module}.{a.name}" for a in node.names
+                                                     if (node.module, a.name) in names}
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                used = {f"{node.value.id}.{node.attr}"} if (node.value.id, node.attr) in names else set()
+            else:
+                continue
+            if used and node.lineno not in guarded:
+                problems.append(f"{where}:{node.lineno}: {sorted(used)} is newer than Python {oldest}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_code_fence_in_the_docs_is_closed():
+    # an unmatched ``` turns the rest of a page into one code block
+    pages = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+    open_at = {}
+    for page in pages:
+        fences = [i for i, line in enumerate(page.read_text().splitlines(), 1) if line.lstrip().startswith("```")]
+        if len(fences) % 2:
+            open_at[page.name] = fences
+    assert not open_at, f"odd number of ``` fences (line numbers): {open_at}"
