@@ -458,7 +458,14 @@ def render_quality(d: dict) -> str:
         per_seed = ", ".join(f"{s}: {v:+.2f}" for s, v in st["psnr"]["per_seed"].items())
         lines.append(f"| {name} | {st['psnr']['n']} | {_ci(st['psnr'], '+.2f')} | {_ci(st['ssim'], '+.4f')} | "
                      f"{_ci(st['seam2'], '+.3f')} | {_ci(st['seam4'], '+.3f')} | {_ci(st['seam8'], '+.3f')} | {per_seed} |")
-    lines += ["", "Per seed (mean over photographs):", "",
+    verdicts = []
+    for name, st in d["paired"].items():
+        lo, hi = st["psnr"]["ci95"]
+        seams = ", ".join(f"p{p} {means[name][f'seam{p}']:.2f} vs {means['cnn'][f'seam{p}']:.2f}" for p in PERIODS)
+        verdicts.append(f"{name} ({first['arms'][name]['gflops'] / cnn_gflops:.3f}x the CNN's FLOPs) ΔPSNR "
+                        f"{st['psnr']['mean']:+.2f} dB [{lo:+.2f}, {hi:+.2f}], ΔSSIM {st['ssim']['mean']:+.4f}, seams {seams}")
+    lines += ["", f"Result ({len(seeds)} seeds x {len(photos)} held-out photographs, paired against the CNN arm): "
+              + "; ".join(verdicts) + ".", "", "Per seed (mean over photographs):", "",
               "| seed | stage 0 PSNR | " + " | ".join(f"{n} PSNR / SSIM / seam p8" for n in arms) + " |",
               "|---|---:|" + "---|" * len(arms)]
     for s, sd in seeds.items():
