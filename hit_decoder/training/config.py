@@ -93,7 +93,8 @@ class DataConfig:
     val_max_images: int = 256
     val_crops_per_image: int = 8  # embedded default only: fixed crops per held-out photograph
     epoch_crops_per_image: int = 64  # embedded default only: crops per photograph per data epoch
-    # embedded default only: which scikit-image photographs to train on (null: all of EMBEDDED_TRAIN)
+    # embedded default only: which scikit-image photographs to train on (null: all of EMBEDDED_TRAIN);
+    # ignored when data.train names a folder
     embedded_train: Optional[list[str]] = None
 
 
@@ -219,10 +220,9 @@ def validate(cfg: TrainConfig) -> None:
         require(getattr(d, name) >= 1, f"data.{name} must be >= 1, got {getattr(d, name)}")
     require(d.num_workers >= 0, f"data.num_workers must be >= 0, got {d.num_workers}")
     if d.embedded_train is not None:
-        from .data import EMBEDDED_TRAIN
+        from ..common.data import EMBEDDED_TRAIN
 
         unknown = [n for n in d.embedded_train if n not in EMBEDDED_TRAIN]
-        require(d.train is None, "data.embedded_train picks embedded photographs: it cannot be combined with data.train")
         require(bool(d.embedded_train) and not unknown, f"data.embedded_train must name one or more of the embedded "
                f"training photographs ({', '.join(EMBEDDED_TRAIN)}); got {list(d.embedded_train)}")
     require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
