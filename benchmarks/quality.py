@@ -53,6 +53,7 @@ import torch
 
 from benchmarking import update_section
 from hit_decoder import HiTDecoder, HiTDecoderConfig
+from hit_decoder.fileio import atomic_path
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.images import fit_to_factor, save_png
 from hit_decoder.training import run_training
@@ -410,10 +411,8 @@ def run_adversarial(args, seed: int) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # the library's atomic writer (seeds run in parallel processes)
+        tmp.write_text(json.dumps(data, indent=2))
 
 
 # ----------------------------------------------------------------------------- rendering
