@@ -19,6 +19,7 @@ __all__ = [
     "dilated_partition",
     "dilated_unpartition",
     "window_gather",
+    "local_attention",
     "neighbourhood_gather",
     "tent_log_weights",
     "relative_position_index",
@@ -87,6 +88,29 @@ def _mask_value(dtype: torch.dtype) -> float:
 
 
 # ----------------------------------------------------------------------------- attention
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Softmax attention over many small problems: ``q (N, 1, L, dh)``, ``k, v (N, 1, S, dh)``,
+    additive ``bias (N or 1, 1, L, S)``; returns ``(N, 1, L, dh)``, scaled by ``dh ** -0.5``.
+
+    Equal to :func:`torch.nn.functional.scaled_dot_product_attention` up to float rounding. On the
+    CPU it runs as a batched matmul with the bias fused in, a softmax and a second batched matmul:
+    for the decoder's problems (16 to 64 keys, head size 16 to 64) PyTorch's CPU flash-attention
+    kernel spends most of its time on per-problem overhead (1.5x to 6x slower on 2 threads,
+    docs/performance.md). Elsewhere (GPU) the fused kernel is used. Softmax statistics are float32
+    for low-precision inputs."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    N, _, L, dh = q.shape
+    S = k.shape[-2]
+    scores = torch.baddbmm(bias.reshape(-1, L, S).expand(N, L, S), q.reshape(N, L, dh),
+                           k.reshape(N, S, dh).transpose(1, 2), alpha=dh**-0.5)  # (N, L, S)
+    if scores.dtype in (torch.float32, torch.float64):
+        probs = scores.softmax(-1)
+    else:
+        probs = scores.softmax(-1, dtype=torch.float32).to(scores.dtype)
+    return torch.bmm(probs, v.reshape(N, S, dh)).view(N, 1, L, dh)
+
+
 def _mq_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Multi-query attention: ``q (N, heads, L, dh)``, ``k, v (N, S, dh)``, additive ``bias``
     broadcastable to ``(N, heads, L, S)``. Query heads are folded into the query length so the one
@@ -95,11 +119,11 @@ def _mq_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch
     S = k.shape[1]
     # Contiguous operands: gathered windows (unfold) come with a batch stride of 1, on which CPU
     # batched matmuls run tens of times slower.
-    out = F.scaled_dot_product_attention(
+    out = local_attention(
         q.reshape(N, 1, nh * L, dh),  # (N, 1, heads*L, dh)
         k.unsqueeze(1).contiguous(),  # (N, 1, S, dh)
         v.unsqueeze(1).contiguous(),
-        attn_mask=bias.reshape(-1, 1, nh * L, S).contiguous(),  # (N or 1, 1, heads*L, S)
+        bias.reshape(-1, 1, nh * L, S).contiguous(),  # (N or 1, 1, heads*L, S)
     )
     return out.view(N, nh, L, dh)
 
@@ -312,7 +336,7 @@ class LatentCrossAttention(nn.Module):
         v = v.unsqueeze(2).expand(B, h, s, w, n2, dh).reshape(B * h * s * w, 1, n2, dh).contiguous()
         bias = self._run_bias(mask, q.dtype)  # (h*s*w, s*heads, n2)
         bias = bias.unsqueeze(0).expand(B, -1, -1, -1).reshape(B * h * s * w, 1, s * nh, n2)
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (runs, 1, s*heads, dh)
+        o = local_attention(q, k, v, bias)  # (runs, 1, s*heads, dh)
         return self.proj(o.view(B, Hs, Ws, C))  # (B, gh*s, gw*s, C)
 
     def attend_rows(self, x: torch.Tensor, kvm: tuple[torch.Tensor, torch.Tensor, torch.Tensor],

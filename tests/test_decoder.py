@@ -17,6 +17,7 @@ from hit_decoder.layers import (
     block_unpartition,
     dilated_partition,
     dilated_unpartition,
+    local_attention,
 )
 
 TINY = dict(
@@ -64,6 +65,21 @@ def _dense_attention(q, k, v, bias, allowed):
     scores = q @ k.T / math.sqrt(q.shape[-1]) + bias
     scores = scores.masked_fill(~allowed, float("-inf"))
     return scores.softmax(-1) @ v  # (heads, N, dh)
+
+
+@pytest.mark.parametrize("bias_batch", [1, 6])
+def test_local_attention_equals_plain_softmax_attention(bias_batch):
+    """The CPU batched-matmul path against attention written out per problem (float64)."""
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(6, 1, n, 8, generator=g) for n in (12, 5, 5))
+    bias = torch.randn(bias_batch, 1, 12, 5, generator=g)
+    out = local_attention(q, k, v, bias)
+    for i in range(6):
+        scores = q[i, 0].double() @ k[i, 0].double().T / math.sqrt(8) + bias[i % bias_batch, 0].double()
+        torch.testing.assert_close(out[i, 0].double(), scores.softmax(-1) @ v[i, 0].double(), rtol=0, atol=1e-6)
+    low = local_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), bias.bfloat16())
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), out, rtol=0, atol=0.05)
 
 
 def test_multi_axis_attention_equals_dense_masked_attention():
