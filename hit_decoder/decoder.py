@@ -1,7 +1,7 @@
 """The HiT decoder: quantized latent grid ``(B, z_channels, h, w)`` -> image ``(B, 3, h f, w f)``.
 
 Architecture after HiT (Zhao et al., "Improved Transformer for High-Resolution GANs", NeurIPS
-2021), adapted to VQGAN latents (see the README, "Decoder design"); the v2 decoder (the default
+2021), adapted to VQGAN latents (docs/design.md, "Decoder design"); the v2 decoder (the default
 config) is seam-free:
 
 * stage ``i`` runs at ``2**i`` x the latent resolution; stage 0 embeds the code vectors themselves;

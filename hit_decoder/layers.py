@@ -20,7 +20,6 @@ __all__ = [
     "dilated_unpartition",
     "window_gather",
     "local_attention",
-    "neighbourhood_gather",
     "tent_log_weights",
     "relative_position_index",
     "MultiAxisAttention",
@@ -133,7 +132,8 @@ class MultiAxisAttention(nn.Module):
 
     Half of the heads attend inside their ``b x b`` block (regional), the other half among the
     ``d x d`` tokens at the same in-block offset inside a ``(b d) x (b d)`` super-window (dilated,
-    stride ``b``; ``b`` = block, ``d`` = dilation_grid). All query heads share one key head and one value head; the two halves are
+    stride ``b``; ``b`` = block, ``d`` = dilation_grid). All query heads share one key head and one
+    value head; the two halves are
     concatenated and share one output projection. Relative-position biases per half.
     """
 
@@ -150,11 +150,6 @@ class MultiAxisAttention(nn.Module):
         self.dilated_bias = nn.Parameter(torch.zeros(half, (2 * dilation_grid - 1) ** 2))
         self.register_buffer("regional_index", relative_position_index(block), persistent=False)
         self.register_buffer("dilated_index", relative_position_index(dilation_grid), persistent=False)
-
-    @property
-    def multiple(self) -> int:
-        """Grid sides must be multiples of this (the caller pads)."""
-        return self.block * self.dilation_grid
 
     def _bias(self, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         L = index.shape[0]
@@ -209,15 +204,6 @@ def window_gather(x: torch.Tensor, n: int, before: int, after: int) -> tuple[tor
     ones = F.pad(x.new_ones(1, 1, h, w), (before, after, before, after))
     valid = F.unfold(ones, kernel_size=n).view(n * n, ho, wo).permute(1, 2, 0) > 0.5  # (h', w', n*n)
     return cols, valid
-
-
-def neighbourhood_gather(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """For every position of ``x (B, h, w, C)`` gather its k x k neighbourhood (odd k, zero padded).
-
-    Returns ``(B, h, w, k*k, C)`` and a boolean ``(h, w, k*k)`` mask of in-bounds neighbours.
-    Neighbour ``n`` is at offset ``(n // k - k//2, n % k - k//2)``.
-    """
-    return window_gather(x, k, k // 2, k // 2)
 
 
 def tent_log_weights(scale: int, window: int) -> torch.Tensor:
@@ -283,10 +269,6 @@ class LatentCrossAttention(nn.Module):
         out = super()._apply(fn, recurse)
         self.tent = self._tent_table(self.tent.dtype, self.tent.device)
         return out
-
-    def num_groups(self, codes: int) -> int:
-        """Groups along an axis of ``codes`` codes."""
-        return codes + (1 if self.shift else 0)
 
     def pixel_rows(self, g0: int, g1: int, pixels: int) -> tuple[int, int, int, int]:
         """Pixel rows ``[r0, r1)`` of groups ``[g0, g1)`` on an axis of ``pixels`` pixels, and the
