@@ -7,8 +7,9 @@ script has rewritten a section of BENCHMARKS.md; ``tests/test_benchmark_summary.
 README block is stale.
 
 The summary holds, for each measured section, its heading, its machine line, its first table
-as measured and its ``Result:`` line if it has one: speed (``decoder``, ``sampler``) and quality (``quality``, ``prior_quality``). A section that
-BENCHMARKS.md does not have is reported as not measured, never filled in.
+as measured and its ``Result:`` line if it has one: speed (``decoder``, ``sampler``) and quality
+(``quality``, ``prior_quality``). A section that BENCHMARKS.md does not have is reported as not
+measured, never filled in.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
+
 from taming.main import instantiate_from_config
 
 DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
@@ -284,7 +285,8 @@ def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_fil
     for meta, msg in (({"config": json.dumps({**cfg, "channels": [100_000] * len(cfg["channels"])})}, "do not fit"),
                       ({"config": "{not json"}, r"d2\.safetensors.*'config'.*not valid JSON"),
                       ({}, r"d2\.safetensors.*'config'.*missing")):
-        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
+        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"),
+                  metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
         with pytest.raises(ValueError, match=msg):
             load_decoder(tmp_path / "d2.safetensors")
 

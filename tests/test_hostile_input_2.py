@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
-
 from test_hostile_input import TINY_HIT, vq_files, write_yaml  # noqa: F401  (vq_files: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +122,7 @@ def test_sample_overwrite_deletes_nothing_outside_out_or_unlisted(vq_files, tmp_
     victim.mkdir()
     for name in ("precious.png", "precious.npy", "other.png"):
         (victim / name).write_bytes(b"keep me")
-    listing = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # noqa: E731
+    listing = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert main([*base, "--out", str(out), "--seed", "1"]) == 0
     assert listing() == ["s1_000.npy", "s1_000.png", "samples.json"]
     summary = json.loads((out / "samples.json").read_text())
@@ -333,8 +332,8 @@ def test_reconstruct_and_presets_estimate_memory_and_read_image_sizes_from_the_h
 def test_a_named_pipe_called_b_png_is_not_read(vq_files, tmp_path, capsys):
     import threading
 
-    from hit_decoder.training import train_config_from_dict
     from hit_decoder.common.data import build_data
+    from hit_decoder.training import train_config_from_dict
     from support import tiny_config, write_tiny_images
 
     yaml, ckpt, images = vq_files

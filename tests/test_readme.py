@@ -50,7 +50,7 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch):
             compiled = compile(code, f"README.md block {i}", "exec")
             if flag == "no-run":
                 continue
-            exec(compiled, namespace)  # noqa: S102 - the README is ours
+            exec(compiled, namespace)  # the README is ours
     finally:
         torch.set_num_threads(threads)
     assert namespace["img"].shape == (1, 3, 96, 160)  # the sampling quick start's tiled decode
