@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
-from test_hostile_input import TINY_HIT, vq_files, write_yaml  # noqa: F401  (vq_files: a fixture)
+from support import TINY_HIT, TINY_PRIOR_RUN, write_tiny_prior, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,10 +109,8 @@ def test_reconstruct_into_the_image_folder_is_refused_and_keeps_the_photographs(
 
 
 def _sample_setup(vq_files, tmp_path):
-    from test_hostile_input import _prior
-
     yaml, ckpt, _ = vq_files
-    prior = _prior(lambda: A.load_vqgan(yaml, ckpt), tmp_path)
+    prior = write_tiny_prior(lambda: A.load_vqgan(yaml, ckpt), tmp_path)
     return ["sample", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--prior", str(prior), "--size", "8"]
 
 
@@ -136,10 +134,8 @@ def test_sample_overwrite_deletes_nothing_outside_out_or_unlisted(vq_files, tmp_
 
 
 def test_overwrite_with_a_mistake_elsewhere_keeps_the_earlier_outputs(vq_files, tmp_path, capsys):
-    from test_hostile_input import TINY_HIT as tiny
-
     yaml, ckpt, images = vq_files
-    decoder = write_yaml(tiny, tmp_path / "tiny_hit.yaml")
+    decoder = write_yaml(TINY_HIT, tmp_path / "tiny_hit.yaml")
     swap = ["swap", "--vqgan-config", str(yaml), "--decoder", str(decoder), "--out", str(tmp_path / "s")]
     assert main([*swap, "--vqgan-ckpt", str(ckpt)]) == 0
     model = tmp_path / "s" / "model.safetensors"
@@ -242,18 +238,14 @@ def test_a_stale_lock_is_taken_over_with_a_message(tmp_path, caplog):
     out = tmp_path / "p"
     out.mkdir()
     (out / ".hit-decoder.lock").write_text(f"{gone.pid}\n")
-    from test_prior import TINY_RUN
-
-    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=1"]) == 0
+    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_PRIOR_RUN, "trainer.max_batches=1"]) == 0
     assert f"taking over the lock {out / '.hit-decoder.lock'} of process {gone.pid}" in caplog.text
     assert (out / "prior.safetensors").is_file() and not (out / ".hit-decoder.lock").exists()
 
 
 def test_sigterm_stops_train_prior_with_a_resumable_checkpoint(tmp_path):
-    from test_prior import TINY_RUN
-
     out = tmp_path / "prior"
-    argv = ["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=100000",
+    argv = ["train-prior", "--config", "demo", f"out_dir={out}", *TINY_PRIOR_RUN, "trainer.max_batches=100000",
             "trainer.ckpt_every=2"]
     proc = popen(*argv)
     try:

@@ -129,3 +129,22 @@ def test_every_noqa_names_its_rules_and_says_why():
             if m and (not m.group("codes") or not re.search(r"[a-z]{3}", m.group("reason"))):
                 bad.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.line.strip()}")
     assert not bad, "a `# noqa` without rule codes or without a reason after them:\n" + "\n".join(bad)
+
+
+def test_no_test_file_imports_another():
+    # shared fixtures live in tests/conftest.py and shared helpers in tests/support.py: a test file
+    # that imports another runs (or re-collects) that file's module and ties the two together
+    test_modules = {p.stem for p in (ROOT / "tests").glob("test_*.py")}
+    found = []
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            else:
+                continue
+            hits = {n for n in names if n.split(".")[0] in test_modules or n.startswith("tests.")}
+            if hits:
+                found.append(f"tests/{path.name}:{node.lineno}: imports {sorted(hits)}")
+    assert not found, "\n".join(found)
