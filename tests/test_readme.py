@@ -37,6 +37,12 @@ def readme_commands(text: str) -> list[str]:
     return found + INLINE.findall(text)
 
 
+def test_readme_is_short_enough_to_read_in_five_minutes():
+    # what it is, the two commands, the demo, three quick starts, links: details live in docs/
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 150, f"README.md has {len(lines)} lines (at most 150): move details to docs/"
+
+
 def test_readme_has_python_examples():
     assert any(flag == "" for flag, _ in _blocks())
 

@@ -148,3 +148,14 @@ def test_no_test_file_imports_another():
             if hits:
                 found.append(f"tests/{path.name}:{node.lineno}: imports {sorted(hits)}")
     assert not found, "\n".join(found)
+
+
+def test_the_module_map_names_every_module():
+    """docs/architecture.md's module map names every module and subpackage of ``hit_decoder/`` (as
+    ``name.py``, ``package/name.py``, ``package/``), so a newcomer finds each file there."""
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    package = ROOT / "hit_decoder"
+    names = {f"{p.relative_to(package).as_posix()}" for p in package.rglob("*.py") if p.name != "__init__.py"}
+    names |= {f"{p.parent.relative_to(package).as_posix()}/" for p in package.rglob("__init__.py") if p.parent != package}
+    missing = sorted(n for n in names if f"`{n}`" not in page and f"**{n}**" not in page)
+    assert not missing, f"docs/architecture.md's module map lacks {missing}"
