@@ -23,23 +23,23 @@ def _import_stdlib_profile() -> None:
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     try:
         sys.modules.pop("profile", None)
-        import cProfile  # noqa: F401
-        import profile  # noqa: F401
+        import cProfile  # noqa: F401  (imported for sys.modules, with this folder off the path)
+        import profile  # noqa: F401  (the standard library's, which cProfile needs)
     finally:
         sys.path[:] = saved
 
 
 _import_stdlib_profile()
 
-import contextlib  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-from pathlib import Path  # noqa: E402
+import contextlib
+import io
+import json
+import subprocess
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-from hit_decoder.fileio import atomic_path  # noqa: E402
+from hit_decoder.fileio import atomic_path
 
 __all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "precision_context",
            "peak_memory_mb", "update_section"]
@@ -64,6 +64,7 @@ def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
         torch.manual_seed(seed)
         if name == CNN_NAME or name == "cnn-f8":
             import hit_decoder.adapters  # noqa: F401  (taming import shims)
+
             from taming.modules.diffusionmodules.model import Decoder
 
             cfg = TAMING_F16_DDCONFIG if name == CNN_NAME else _quality().DDCONFIG

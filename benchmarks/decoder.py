@@ -30,9 +30,9 @@ from pathlib import Path
 
 from benchmarking import CNN_NAME, build_decoder, cpu_flags, has_bf16_units, latent_for, peak_memory_mb, update_section
 
-import torch  # noqa: E402
+import torch
 
-from hit_decoder import list_decoders  # noqa: E402
+from hit_decoder import list_decoders
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY_ARMS = {"hit-m": "hit-m", "cnn-f8": "cnn"}  # table name -> the quality benchmark's arm folder
@@ -125,7 +125,7 @@ def run(args) -> dict:
 def markdown(res: dict) -> list[str]:
     rows = res["rows"]
     by = {(r["model"], r["mode"], r["size"]): r for r in rows}
-    ref = lambda r: "cnn-f8" if r["model"] in ("hit-m", "hit-l", "hit-s", "cnn-f8") else CNN_NAME  # noqa: E731
+    ref = lambda r: "cnn-f8" if r["model"] in ("hit-m", "hit-l", "hit-s", "cnn-f8") else CNN_NAME
     lines = ["| decoder | mode | output | params (M) | GFLOPs | s / image | speed vs its CNN, same mode | GFLOP/s | "
              "of matmul peak | peak MB | weights |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -145,13 +145,15 @@ def targets(res: dict) -> list[str]:
         h, c = by.get(("hit-8m-f16", "fp32", size)), by.get((CNN_NAME, "fp32", size))
         if h and c:
             x = c["seconds"] / h["seconds"]
-            out.append(f"- hit-8m-f16 vs taming CNN f16, fp32 eager, {size}²: {x:.1f}× (target >= 10×): {'met' if x >= 10 else 'NOT met'}")
+            out.append(f"- hit-8m-f16 vs taming CNN f16, fp32 eager, {size}²: {x:.1f}× (target >= 10×): "
+                       f"{'met' if x >= 10 else 'NOT met'}")
             if size == 256:
                 f = h["gflops"] / c["gflops"]
                 out.append(f"- FLOPs at 256²: {f:.3f} of the CNN's (target <= 0.125): {'met' if f <= 0.125 else 'NOT met'}")
             if h["peak_mem_mb"] and c["peak_mem_mb"]:
                 m = h["peak_mem_mb"] / c["peak_mem_mb"]
-                out.append(f"- peak memory at {size}²: {m:.3f} of the CNN's (target <= 0.25): {'met' if m <= 0.25 else 'NOT met'}")
+                out.append(f"- peak memory at {size}²: {m:.3f} of the CNN's (target <= 0.25): "
+                           f"{'met' if m <= 0.25 else 'NOT met'}")
         h, c = by.get(("hit-m", "fp32", size)), by.get(("cnn-f8", "fp32", size))
         if h and c and size in (256, 512):
             x = c["seconds"] / h["seconds"]

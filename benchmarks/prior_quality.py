@@ -30,15 +30,16 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarking import update_section
+
 import torch
 import torch.nn.functional as F
 
-from benchmarking import update_section
 from hit_decoder import adapters
+from hit_decoder.common.data import EMBEDDED_VAL, embedded_photographs
 from hit_decoder.images import fit_to_factor
 from hit_decoder.prior import WindowedPrior, load_prior, train_prior
 from hit_decoder.sampling import window_start
-from hit_decoder.common.data import EMBEDDED_VAL, embedded_photographs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "prior_quality"
@@ -106,11 +107,12 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     vq = adapters.load_vqmodel(args.first_stage).eval()
     d = args.dropout
-    common = [f"seed={args.seed}", "first_stage.untrained=null", f"first_stage.model={args.first_stage}", "conditioning=unconditional",
+    common = [f"seed={args.seed}", "first_stage.untrained=null", f"first_stage.model={args.first_stage}",
+              "conditioning=unconditional",
               f"gpt.n_layer={args.layers}", f"gpt.n_head={args.heads}", f"gpt.n_embd={args.embd}",
               f"gpt.embd_pdrop={d}", f"gpt.resid_pdrop={d}", f"gpt.attn_pdrop={d}", f"data.resize={args.resize}",
               f"data.crop={args.crop}", f"data.batch_size={args.batch_size}", "data.crops_per_grid=64",
-              f"optim.lr={args.lr}", f"trainer.max_batches={args.batches}", f"trainer.log_every=50",
+              f"optim.lr={args.lr}", f"trainer.max_batches={args.batches}", "trainer.log_every=50",
               f"trainer.ckpt_every={args.batches}", "trainer.progress_bar=false",
               f"windowed.rows_above={args.neighbourhood[0]}", f"windowed.cols_each_side={args.neighbourhood[1]}",
               *(["overwrite=true"] if args.overwrite else [])]
@@ -156,7 +158,8 @@ def render(d: dict) -> str:
         f"stage 0 (512 codes); training grids: the embedded training photographs and their mirror images at shorter "
         f"side {a['resize']} px; both priors trained by `train_prior` on the same {a['crop']}x{a['crop']} code crops "
         f"in the same order: {a['layers']} layers, width {a['embd']}, {a['heads']} heads, dropout {a['dropout']}, "
-        f"batch {a['batch_size']}, {a['batches']} batches, AdamW lr {a['lr']}, seed {a['seed']}, {a.get('threads', '?')} thread(s). Scored on the held-out "
+        f"batch {a['batch_size']}, {a['batches']} batches, AdamW lr {a['lr']}, seed {a['seed']}, "
+        f"{a.get('threads', '?')} thread(s). Scored on the held-out "
         f"photographs' whole code grids ({', '.join(f'{n} {g[0]}x{g[1]}' for n, g in d['grids'].items())}), every code "
         "predicted from the context its sampler gives it (GPT: taming's window placement; windowed: its neighbourhood).",
         "",

@@ -20,19 +20,18 @@ To profile an older version of the library, run this script with that version fi
 
 from __future__ import annotations
 
-import benchmarking  # noqa: F401  (first: it imports the standard library's `profile`, which this file shadows)
+import argparse
+import re
+import statistics
+import sys
+import time
+from collections import defaultdict
 
-import argparse  # noqa: E402
-import re  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-
-import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
+# benchmarking before torch: it imports the standard library's `profile`, which this file shadows
 from benchmarking import CNN_NAME, build_decoder, cpu_flags, latent_for, precision_context
+
+import torch
+from torch.profiler import ProfilerActivity, profile
 
 #: op class -> regular expression over aten op names (self time); first match wins
 OP_CLASSES = [

@@ -49,18 +49,19 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarking import update_section
+
 import torch
 
-from benchmarking import update_section
 from hit_decoder import HiTDecoder, HiTDecoderConfig
+from hit_decoder.common.data import embedded_photographs, list_images, load_rgb
+from hit_decoder.common.metrics import seam_ratios, to_unit_range
+from hit_decoder.common.seeding import seeded
 from hit_decoder.fileio import atomic_path
 from hit_decoder.flops import count_flops, count_parameters
 from hit_decoder.images import fit_to_factor, save_png
 from hit_decoder.training import run_training
-from hit_decoder.common.data import embedded_photographs, list_images, load_rgb
 from hit_decoder.training.evaluate import interleaved_seconds, mean_scores, score_images
-from hit_decoder.common.metrics import seam_ratios, to_unit_range
-from hit_decoder.common.seeding import seeded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,6 +191,7 @@ def train(vq: torch.nn.Module, cfg: dict, *, curve_every: int = 0, score=None) -
 
 def build_stage0(args: argparse.Namespace, seed: int, out: Path) -> tuple[torch.nn.Module, dict]:
     import hit_decoder.adapters as adapters
+
     from taming.models.vqgan import VQModel
 
     path = out / "stage0" / "model.safetensors"
@@ -435,12 +437,14 @@ def render_quality(d: dict) -> str:
         "## Reconstruction quality: taming CNN decoder vs HiT decoders, paired over seeds and photographs (issue 16)",
         "",
         f"{len(seeds)} seeds; per seed a frozen f{FACTOR} taming VQGAN (stage 0, {first['stage0']['steps']} batches) and "
-        f"one decoder per arm trained {first['arms']['cnn'].get('batches', a.steps)} batches on its codes. {len(photos)} held-out photographs "
+        f"one decoder per arm trained {first['arms']['cnn'].get('batches', a.steps)} batches on its codes. "
+        f"{len(photos)} held-out photographs "
         f"({', '.join(photos)}) reconstructed **whole** (shorter side 256 px) by every arm's EMA weights.",
         "",
         "Mean over seeds and photographs:",
         "",
-        "| decoder | params (M) | GFLOPs at 256² | FLOPs vs CNN | decode s at 256² | PSNR (dB) | SSIM | seam p2 | seam p4 | seam p8 |",
+        "| decoder | params (M) | GFLOPs at 256² | FLOPs vs CNN | decode s at 256² | PSNR (dB) | SSIM "
+        "| seam p2 | seam p4 | seam p8 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in arms:
@@ -502,7 +506,8 @@ def render_quality(d: dict) -> str:
         f"Decoder with the stage-0 config; hit-*: fresh HiT decoders (hit-m: {json.dumps(d['hit_configs'].get('hit-m'))}; "
         "hit-m-ba: the same with upsample=bilinear_all).",
         f"- identical for every arm of a seed: L1 loss{' + LPIPS %g' % a.lpips if a.lpips else ''} (no GAN here: see the "
-        f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), {min(100, first['arms']['cnn'].get('batches', a.steps))} warm-up batches, grad clip 1.0, "
+        f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), "
+        f"{min(100, first['arms']['cnn'].get('batches', a.steps))} warm-up batches, grad clip 1.0, "
         f"EMA {a.ema}; batch {a.batch} of {a.size}² crops (+ flips) of the training photographs resized to shorter side "
         f"{a.resize}; decoder initialisation and data order from the seed.",
         "- SSIM: RGB in [0, 1], per channel then averaged, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, "
@@ -565,7 +570,7 @@ def render_overfit(d: dict) -> str:
 
 
 def render_adversarial(d: dict) -> str:
-    a, rows, loss = argparse.Namespace(**d["args"]), d["rows"], d["loss"]
+    rows, loss = d["rows"], d["loss"]
     lines = [
         "## Adversarial arm pair: CNN vs HiT decoder with L1 + PatchGAN (issue 16)",
         "",

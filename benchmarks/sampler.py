@@ -43,6 +43,7 @@ LABELS = {"reference": "taming GPT, taming's loop (full window per token)",
 
 def build_gpt_prior(vocab: int, n_layer: int, n_embd: int, n_head: int, window: int):
     import hit_decoder.adapters  # noqa: F401  (taming import shims)
+
     from taming.models.cond_transformer import Net2NetTransformer
 
     first_stage = {

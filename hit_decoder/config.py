@@ -84,7 +84,7 @@ class HiTDecoderConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # frozen dataclass
         for name in ("channels", "depths", "heads", "block_size", "dilation_grid"):
             set_(name, _as_int_tuple(name, getattr(self, name)))
         n = len(self.channels)

@@ -60,7 +60,8 @@ def check_devices(value: Any, key: str) -> None:
     elif isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
         ok = value == "auto" or (len(parts) > 0 and all(p.lstrip("-").isdigit() for p in parts)
-                                 and (len(parts) > 1 and all(int(p) >= 0 for p in parts) or int(parts[0]) >= -1 and int(parts[0]) != 0))
+                                 and (len(parts) > 1 and all(int(p) >= 0 for p in parts)
+                                      or int(parts[0]) >= -1 and int(parts[0]) != 0))
     if not ok:
         raise ValueError(f"{key} must be 'auto', -1 (all devices), a positive number of devices or a list of device "
                          f"indices (e.g. [0, 1]); got {value!r}")

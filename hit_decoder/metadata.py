@@ -32,7 +32,7 @@ def check_weights_fit(build: Callable[[], nn.Module], state: Mapping[str, torch.
                       ignore_prefixes: tuple[str, ...] = (), ignore_suffixes: tuple[str, ...] = ()) -> None:
     """Build the model described by a file's metadata on the meta device and check that the file's
     tensors have exactly its parameter names and shapes; mismatches name the file and the keys."""
-    skip = lambda k: k.startswith(ignore_prefixes) or (bool(ignore_suffixes) and k.endswith(ignore_suffixes))  # noqa: E731
+    skip = lambda k: k.startswith(ignore_prefixes) or (bool(ignore_suffixes) and k.endswith(ignore_suffixes))
     with torch.device("meta"):
         wanted = {k: tuple(v.shape) for k, v in build().state_dict().items() if not skip(k)}
     given = {k: tuple(v.shape) for k, v in state.items() if not skip(k)}

@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .fileio import atomic_path
-from .precision import decode_precision
-from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
 from .common.data import list_images
 from .common.metrics import chroma_ratio, psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from .fileio import atomic_path
+from .images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb, save_png, tensor_to_pil
+from .precision import decode_precision
 
 __all__ = ["ReconstructionReport", "reconstruct_folder", "reconstruction_outputs", "output_names"]
 
@@ -55,9 +55,10 @@ class ReconstructionReport:
         return ["image", "width", "height", "psnr", "ssim", "chroma_ratio", *(f"seam_p{p}" for p in self.periods)]
 
     def markdown(self) -> str:
-        fmt = lambda v, spec: format(float(v), spec) if v != "" else "n/a"  # noqa: E731
+        fmt = lambda v, spec: format(float(v), spec) if v != "" else "n/a"
         seam_head = "".join(f" seam p{p} |" for p in self.periods)
-        lines = [f"| image | size | PSNR (dB) | SSIM | chroma ratio |{seam_head}", "|---|---|---:|---:|---:|" + "---:|" * len(self.periods)]
+        lines = [f"| image | size | PSNR (dB) | SSIM | chroma ratio |{seam_head}",
+                 "|---|---|---:|---:|---:|" + "---:|" * len(self.periods)]
         for r in self.rows:
             seams = "".join(f" {fmt(r[f'seam_p{p}'], '.2f')} |" for p in self.periods)
             lines.append(f"| {r['image']} | {r['width']}x{r['height']} | {float(r['psnr']):.2f} | {fmt(r['ssim'], '.4f')} | "

@@ -105,7 +105,8 @@ class GuardedRun:
             os.replace(self.out / rel, aside / rel)
             self.moved.append(rel)
         if found:
-            log.info("overwrite=true: the earlier run's %d file(s) are set aside in %s until this run succeeds", len(found), aside)
+            log.info("overwrite=true: the earlier run's %d file(s) are set aside in %s until this run succeeds",
+                     len(found), aside)
 
     def _restore(self) -> None:
         aside = self.out / SET_ASIDE

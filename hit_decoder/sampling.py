@@ -211,7 +211,7 @@ def wavefront_rounds(shape: tuple[int, int], window: tuple[int, int]) -> list[li
     Along a row rounds increase, so the latest dependency of ``(i, j)`` is ``(i, j - 1)`` (when
     inside the window) or the last window column of a row above.
     """
-    (H, W), (wh, ww) = shape, window
+    (H, W), (_, ww) = shape, window
     level = [[0] * W for _ in range(H)]
     rounds: list[list[tuple[int, int, int, int, int]]] = []
     for i, j, i0, j0, t in raster_positions(shape, window):

@@ -93,7 +93,8 @@ def plan_tiles(
     (mh, mw), (ah, aw) = _pair("margin", margin, 0), _pair("align", align, 1)
     for name, t, o in (("rows", th, oh), ("cols", tw, ow)):
         if o >= t:
-            raise ValueError(f"overlap ({o}) must be smaller than the tile ({t}) along {name}; use a larger tile or a smaller overlap")
+            raise ValueError(f"overlap ({o}) must be smaller than the tile ({t}) along {name}; "
+                             "use a larger tile or a smaller overlap")
     rows = _axis_tiles(H, th, oh, mh, ah)
     cols = _axis_tiles(W, tw, ow, mw, aw)
     return [
@@ -165,7 +166,8 @@ def decode_tiled(
         img = decode_fn(z[:, :, rc, cc])  # (B, 3, ctx_h f, ctx_w f)
         ch, cw = rc.stop - rc.start, cc.stop - cc.start
         tf = img.shape[-2] // ch
-        if img.ndim != 4 or img.shape[0] != B or img.shape[-2] != tf * ch or img.shape[-1] != tf * cw or (f is not None and tf != f):
+        if (img.ndim != 4 or img.shape[0] != B or img.shape[-2] != tf * ch or img.shape[-1] != tf * cw
+                or (f is not None and tf != f)):
             raise ValueError(
                 f"decode_fn turned a {ch}x{cw} latent tile into shape {tuple(img.shape)}; expected "
                 f"(B={B}, channels, {ch}*f, {cw}*f) with one integer factor f{'' if f is None else f' = {f}'}"
@@ -175,9 +177,12 @@ def decode_tiled(
             canvas = torch.zeros((B, img.shape[1], H * f, W * f), dtype=img.dtype, device=out_device)
             row_w = torch.zeros(H * f, dtype=img.dtype, device=out_device)
             col_w = torch.zeros(W * f, dtype=img.dtype, device=out_device)
-        wr = ramp((rs.stop - rs.start) * f, oh * f * t.blend_before[0], oh * f * t.blend_after[0], dtype=img.dtype, device=out_device)
-        wc = ramp((cs.stop - cs.start) * f, ow * f * t.blend_before[1], ow * f * t.blend_after[1], dtype=img.dtype, device=out_device)
-        crop = img[:, :, (rs.start - rc.start) * f : (rs.stop - rc.start) * f, (cs.start - cc.start) * f : (cs.stop - cc.start) * f]
+        wr = ramp((rs.stop - rs.start) * f, oh * f * t.blend_before[0], oh * f * t.blend_after[0],
+                  dtype=img.dtype, device=out_device)
+        wc = ramp((cs.stop - cs.start) * f, ow * f * t.blend_before[1], ow * f * t.blend_after[1],
+                  dtype=img.dtype, device=out_device)
+        crop = img[:, :, (rs.start - rc.start) * f : (rs.stop - rc.start) * f,
+                   (cs.start - cc.start) * f : (cs.stop - cc.start) * f]
         pr, pc = slice(rs.start * f, rs.stop * f), slice(cs.start * f, cs.stop * f)
         canvas[:, :, pr, pc] += crop.to(out_device) * (wr[:, None] * wc[None, :])  # (B, 3, th f, tw f)
         if t.out[1].start == 0:  # each row of tiles once
@@ -207,7 +212,7 @@ def hit_dependency(config, lo: int, hi: int) -> tuple[int, int]:
     def read_codes(a: int, b: int, s: int) -> None:
         r = cfg.cross_window // 2
         if cfg.cross_attention == "pixel":  # codes j with a non-zero tent weight: |u - j| < cross_window / 2
-            u = lambda t: Fraction(2 * t + 1, 2 * s) - Fraction(1, 2)  # noqa: E731  (code coordinate of token t)
+            u = lambda t: Fraction(2 * t + 1, 2 * s) - Fraction(1, 2)  # code coordinate of token t
             R = Fraction(cfg.cross_window, 2)
             first, last = math.floor(u(a) - R) + 1, math.ceil(u(b) + R) - 1
         else:

@@ -1,9 +1,12 @@
 """Fixtures shared by several test files (test files never import each other)."""
 
+import copy
 from pathlib import Path
 
 import pytest
 import torch
+
+from support import TINY_TAMING_DD, write_yaml
 
 try:  # Python 3.11+
     import tomllib
@@ -28,3 +31,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def vq_files(tmp_path):
+    """A tiny taming VQModel as taming ships one (YAML + .ckpt) and a folder with one photograph."""
+    from PIL import Image
+
+    import hit_decoder.adapters as A
+
+    cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": 8, "n_embed": 16, "ddconfig": copy.deepcopy(TINY_TAMING_DD),
+        "lossconfig": {"target": "torch.nn.Identity"}}}}
+    yaml = write_yaml(cfg, tmp_path / "vq.yaml")
+    ckpt = tmp_path / "vq.ckpt"
+    torch.save({"state_dict": A.load_vqgan(yaml).state_dict()}, ckpt)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(images / "a.png")
+    return yaml, ckpt, images

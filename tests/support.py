@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
 
@@ -99,3 +100,36 @@ class CrashAfter(pl.Callback):
 
 def final_state(out_dir):
     return torch.load(out_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+
+
+# ----------------------------------------------------------------------------- tiny taming models and priors
+#: the ddconfig of a tiny taming VQGAN (f2, z_channels 8): built in milliseconds
+TINY_TAMING_DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
+                  "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+#: a HiT decoder config for that VQGAN
+TINY_HIT = {"channels": [32, 16], "depths": [1, 1], "heads": [2, 2], "num_attention_stages": 1,
+            "block_size": [2], "dilation_grid": [2]}
+#: ``train-prior --config demo`` overrides for a prior that trains in seconds
+TINY_PRIOR_RUN = [
+    "gpt.n_layer=1", "gpt.n_head=2", "gpt.n_embd=32", "data.resize=40", "data.crop=6", "data.batch_size=8",
+    "trainer.log_every=1", "trainer.progress_bar=false", "optim.lr=3e-3",
+]
+
+
+def write_yaml(cfg: dict, path: Path) -> Path:
+    OmegaConf.save(OmegaConf.create(cfg), path)
+    return path
+
+
+def write_tiny_prior(make_vq, folder: Path, **edit) -> Path:
+    """An untrained one-layer taming GPT prior for ``make_vq()``'s codes, saved as ``folder/prior.safetensors``;
+    ``edit`` replaces (or, given a function, transforms) sections of the file's metadata."""
+    from hit_decoder.prior import build_prior, first_stage_summary, save_prior
+
+    vq = make_vq()
+    gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}
+    info = {"gpt": gpt, "conditioning": {"kind": "unconditional", "sos_token": 0}, "window": [4, 4],
+            "first_stage": {**first_stage_summary(vq), "source": "test"}}
+    for key, value in edit.items():
+        info[key] = value(info[key]) if callable(value) else value
+    return save_prior(build_prior(vq, gpt, info["conditioning"]), folder / "prior.safetensors", info)

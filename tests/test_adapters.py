@@ -22,6 +22,7 @@ from torch import nn
 import hit_decoder.adapters as A
 from hit_decoder import HiTDecoder, HiTDecoderConfig
 from hit_decoder.cli import main
+
 from taming.main import instantiate_from_config
 from taming.models.cond_transformer import Net2NetTransformer
 from taming.models.vqgan import GumbelVQ, VQModel
@@ -63,6 +64,7 @@ def save_as_taming_ships(model: nn.Module, cfg: dict, folder: Path) -> tuple[Pat
     """A Lightning-1.x-style checkpoint: weights incl. the discriminator's under ``loss.``, training
     state, and the ModelCheckpoint *class* as a callbacks key (not readable with weights_only alone)."""
     from pytorch_lightning.callbacks import ModelCheckpoint
+
     from taming.modules.discriminator.model import NLayerDiscriminator
 
     state = dict(model.state_dict())

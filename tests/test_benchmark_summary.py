@@ -24,25 +24,30 @@ def test_readme_benchmark_summary_is_generated_from_benchmarks_md():
         "README.md's benchmark summary is stale: run `python benchmarks/summary.py`")
 
 
-def test_summary_shows_speed_and_quality_tables_as_measured():
+def test_summary_is_one_table_of_each_sections_verdict_as_stated():
     s = _summary_module()
     md = ("# Benchmarks\n\n<!-- quality:begin -->\n## Q\n\n| decoder | PSNR (dB) |\n|---|---|\n| hit | 21.50 |\n\n"
-          "Per photograph:\n\n| x | y |\n|---|---|\n| 1 | 2 |\n\nResult: HiT is below.\n<!-- quality:end -->\n\n"
-          "<!-- decoder:begin -->\n## D\nCPU: test box\n\n| decoder | s / image |\n|---|---|\n| hit | 0.3 |\n"
-          "<!-- decoder:end -->\n")
-    text = s.summary(md)
-    assert "| hit | 21.50 |" in text and "| hit | 0.3 |" in text  # quality and speed rows, copied as measured
-    assert "| 1 | 2 |" not in text  # only each section's first table
-    assert "Result: HiT is below." in text and "CPU: test box." in text
-    assert "(sampler):** not measured" in text  # an absent section is said to be absent, not invented
+          "Result (2 seeds): HiT is below | far below.\n<!-- quality:end -->\n\n"
+          "<!-- decoder:begin -->\n## D\nCPU: test box\n\n| decoder | s / image |\n|---|---|\n| hit | 0.3 |\n\n"
+          "Targets:\n- speed 3.0× (target >= 10×): NOT met\n- FLOPs 0.07 (target <= 0.125): met\n- bf16: not measured\n"
+          "<!-- decoder:end -->\n\n<!-- prior_quality:begin -->\n## P\n\n| a |\n|---|\n| 1 |\n<!-- prior_quality:end -->\n")
+    lines = s.summary(md).splitlines()
+    rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| measured")]
+    assert len(rows) == 4, lines  # one row per headline section, in SECTIONS order, nothing else tabled
+    decoder, sampler, quality, prior = rows
+    assert decoder == ("| speed: D | speed 3.0× (target >= 10×): NOT met; FLOPs 0.07 (target <= 0.125): met "
+                       "| CPU: test box | `python benchmarks/decoder.py` |")
+    assert "not measured: BENCHMARKS.md has no `sampler` section" in sampler  # absent: said so, not invented
+    assert r"Result (2 seeds): HiT is below \| far below." in quality and "| not stated |" in quality
+    assert "no result line" in prior and "| 1 |" not in "\n".join(lines)  # tables stay in BENCHMARKS.md
 
 
 def test_summary_check_mode_detects_a_stale_readme(tmp_path, capsys):
     s = _summary_module()
     bench, readme = tmp_path / "BENCHMARKS.md", tmp_path / "README.md"
-    bench.write_text("<!-- decoder:begin -->\n## D\n\n| a |\n|---|\n| 1 |\n<!-- decoder:end -->\n")
+    bench.write_text("<!-- decoder:begin -->\n## D\n\n| a |\n|---|\n| 1 |\n\nResult: fast.\n<!-- decoder:end -->\n")
     readme.write_text("# x\n\n<!-- benchmark-summary:begin -->\nold\n<!-- benchmark-summary:end -->\n")
     args = ["--benchmarks", str(bench), "--readme", str(readme)]
     assert s.main([*args, "--check"]) == 1
     assert s.main(args) == 0 and s.main([*args, "--check"]) == 0
-    assert readme.read_text().startswith("# x\n") and "| 1 |" in readme.read_text()
+    assert readme.read_text().startswith("# x\n") and "| speed: D | fast. |" in readme.read_text()

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from support import write_image_folder
 
 from hit_decoder.common.data import (
     EMBEDDED_TRAIN,
@@ -20,6 +19,7 @@ from hit_decoder.common.data import (
     list_images,
     read_file_list,
 )
+from support import write_image_folder
 
 
 def test_list_images_recursive_sorted_and_errors(tmp_path):

@@ -116,7 +116,8 @@ def test_multi_axis_attention_equals_dense_masked_attention():
     k, v = attn.kv(tokens).chunk(2, -1)
     half = heads // 2
     reg = _dense_attention(q[:half], k, v, attn.regional_bias[:, reg_idx], (same_block & key_ok).expand(half, -1, -1))
-    dil = _dense_attention(q[half:], k, v, attn.dilated_bias[:, dil_idx], (same_super & same_offset & key_ok).expand(half, -1, -1))
+    dil = _dense_attention(q[half:], k, v, attn.dilated_bias[:, dil_idx],
+                           (same_super & same_offset & key_ok).expand(half, -1, -1))
     ref = attn.proj(torch.cat([reg, dil], 0).transpose(0, 1).reshape(H * W, C)).view(H, W, C)
     assert torch.isfinite(out).all()  # fully padded groups stay finite (outputs there are cropped)
     torch.testing.assert_close(out[valid], ref[valid], rtol=1e-10, atol=1e-10)

@@ -10,16 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
+from support import TINY_HIT, TINY_TAMING_DD, write_tiny_prior, write_yaml
+
 from taming.main import instantiate_from_config
 
-DD = {"double_z": False, "z_channels": 8, "resolution": 32, "in_channels": 3, "out_ch": 3, "ch": 32,
-      "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
-TINY_HIT = {"channels": [32, 16], "depths": [1, 1], "heads": [2, 2], "num_attention_stages": 1,
-            "block_size": [2], "dilation_grid": [2]}
 SCHEDULER = {"target": "taming.lr_scheduler.LambdaWarmUpCosineScheduler",
              "params": {"warm_up_steps": 0, "max_decay_steps": 1000, "lr_start": 0.9, "lr_max": 0.9, "lr_min": 1e-6}}
 
@@ -30,14 +27,9 @@ def payload(marker: Path) -> dict:
 
 
 def gumbel_cfg(scheduler=SCHEDULER, loss=None, target="taming.models.vqgan.GumbelVQ", **extra) -> dict:
-    params = {"embed_dim": 8, "n_embed": 16, "kl_weight": 1e-8, "ddconfig": copy.deepcopy(DD),
+    params = {"embed_dim": 8, "n_embed": 16, "kl_weight": 1e-8, "ddconfig": copy.deepcopy(TINY_TAMING_DD),
               "temperature_scheduler_config": scheduler, "lossconfig": loss or {"target": "torch.nn.Identity"}, **extra}
     return {"model": {"target": target, "params": params}}
-
-
-def write_yaml(cfg: dict, path: Path) -> Path:
-    OmegaConf.save(OmegaConf.create(cfg), path)
-    return path
 
 
 @pytest.fixture
@@ -213,22 +205,6 @@ def test_non_integer_grid_shapes_are_rejected():
 
 
 # ----------------------------------------------------------------------------- 2. no lost runs or outputs
-@pytest.fixture
-def vq_files(tmp_path):
-    """A tiny taming VQModel as taming ships one (YAML + .ckpt) and a folder with one photograph."""
-    from PIL import Image
-
-    cfg = {"model": {"target": "taming.models.vqgan.VQModel", "params": {
-        "embed_dim": 8, "n_embed": 16, "ddconfig": copy.deepcopy(DD), "lossconfig": {"target": "torch.nn.Identity"}}}}
-    yaml = write_yaml(cfg, tmp_path / "vq.yaml")
-    ckpt = tmp_path / "vq.ckpt"
-    torch.save({"state_dict": A.load_vqgan(yaml).state_dict()}, ckpt)
-    images = tmp_path / "images"
-    images.mkdir()
-    Image.new("RGB", (16, 16), (200, 30, 30)).save(images / "a.png")
-    return yaml, ckpt, images
-
-
 def test_train_and_train_prior_refuse_to_replace_a_finished_run(tmp_path, capsys):
     from hit_decoder.training import run_training
 
@@ -284,7 +260,8 @@ def test_metadata_is_checked_against_the_weights_before_anything_is_built(vq_fil
     for meta, msg in (({"config": json.dumps({**cfg, "channels": [100_000] * len(cfg["channels"])})}, "do not fit"),
                       ({"config": "{not json"}, r"d2\.safetensors.*'config'.*not valid JSON"),
                       ({}, r"d2\.safetensors.*'config'.*missing")):
-        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"), metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
+        save_file(load_file(str(dec)), str(tmp_path / "d2.safetensors"),
+                  metadata={"format": "hit-decoder/decoder", "version": "2", **meta})
         with pytest.raises(ValueError, match=msg):
             load_decoder(tmp_path / "d2.safetensors")
 
@@ -363,35 +340,22 @@ def test_data_size_and_validation_images_are_checked_at_start_up(tmp_path):
 
 
 # ----------------------------------------------------------------------------- prior metadata and codebook
-def _prior(make_vq, tmp_path, **edit):
-    from hit_decoder.prior import build_prior, save_prior
-    from hit_decoder.prior import first_stage_summary as _first_stage_summary
-
-    vq = make_vq()
-    gpt = {"vocab_size": 16, "block_size": 16, "n_layer": 1, "n_head": 1, "n_embd": 8}
-    info = {"gpt": gpt, "conditioning": {"kind": "unconditional", "sos_token": 0}, "window": [4, 4],
-            "first_stage": {**_first_stage_summary(vq), "source": "test"}}
-    for key, value in edit.items():
-        info[key] = value(info[key]) if callable(value) else value
-    return save_prior(build_prior(vq, gpt, info["conditioning"]), tmp_path / "prior.safetensors", info)
-
-
 def test_prior_metadata_and_codebook_fingerprint(vq_files, tmp_path):
     from hit_decoder.prior import load_prior
 
     yaml, ckpt, _ = vq_files
     trained, other = (lambda: A.load_vqgan(yaml, ckpt)), (lambda: A.load_vqgan(yaml))  # other: same size, other codes
-    load_prior(_prior(trained, tmp_path), trained())
+    load_prior(write_tiny_prior(trained, tmp_path), trained())
     with pytest.raises(ValueError, match=r"prior\.safetensors.*another codebook"):
-        load_prior(_prior(trained, tmp_path), other())
-    old = _prior(trained, tmp_path, first_stage=lambda fs: {k: v for k, v in fs.items() if k != "codebook_sha256"})
+        load_prior(write_tiny_prior(trained, tmp_path), other())
+    old = write_tiny_prior(trained, tmp_path, first_stage=lambda fs: {k: v for k, v in fs.items() if k != "codebook_sha256"})
     with pytest.warns(UserWarning, match="no codebook fingerprint"):
         load_prior(old, other())
     for edit, msg in (({"gpt": lambda g: {**g, "bias": True}}, "section 'gpt'"),
                       ({"first_stage": {"codebook_size": 16}}, "section 'first_stage'"),
                       ({"window": [4.5, 4]}, "window")):
         with pytest.raises(ValueError, match=rf"prior\.safetensors.*{msg}"):
-            load_prior(_prior(trained, tmp_path, **edit), trained())
+            load_prior(write_tiny_prior(trained, tmp_path, **edit), trained())
 
 
 # ----------------------------------------------------------------------------- 7. source layout = package layout

@@ -20,8 +20,7 @@ from omegaconf import OmegaConf
 
 import hit_decoder.adapters as A
 from hit_decoder.cli import main
-
-from test_hostile_input import TINY_HIT, vq_files, write_yaml  # noqa: F401  (vq_files: a fixture)
+from support import TINY_HIT, TINY_PRIOR_RUN, write_tiny_prior, write_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,10 +109,8 @@ def test_reconstruct_into_the_image_folder_is_refused_and_keeps_the_photographs(
 
 
 def _sample_setup(vq_files, tmp_path):
-    from test_hostile_input import _prior
-
     yaml, ckpt, _ = vq_files
-    prior = _prior(lambda: A.load_vqgan(yaml, ckpt), tmp_path)
+    prior = write_tiny_prior(lambda: A.load_vqgan(yaml, ckpt), tmp_path)
     return ["sample", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--prior", str(prior), "--size", "8"]
 
 
@@ -123,7 +120,7 @@ def test_sample_overwrite_deletes_nothing_outside_out_or_unlisted(vq_files, tmp_
     victim.mkdir()
     for name in ("precious.png", "precious.npy", "other.png"):
         (victim / name).write_bytes(b"keep me")
-    listing = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # noqa: E731
+    listing = lambda: sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     assert main([*base, "--out", str(out), "--seed", "1"]) == 0
     assert listing() == ["s1_000.npy", "s1_000.png", "samples.json"]
     summary = json.loads((out / "samples.json").read_text())
@@ -137,10 +134,8 @@ def test_sample_overwrite_deletes_nothing_outside_out_or_unlisted(vq_files, tmp_
 
 
 def test_overwrite_with_a_mistake_elsewhere_keeps_the_earlier_outputs(vq_files, tmp_path, capsys):
-    from test_hostile_input import TINY_HIT as tiny
-
     yaml, ckpt, images = vq_files
-    decoder = write_yaml(tiny, tmp_path / "tiny_hit.yaml")
+    decoder = write_yaml(TINY_HIT, tmp_path / "tiny_hit.yaml")
     swap = ["swap", "--vqgan-config", str(yaml), "--decoder", str(decoder), "--out", str(tmp_path / "s")]
     assert main([*swap, "--vqgan-ckpt", str(ckpt)]) == 0
     model = tmp_path / "s" / "model.safetensors"
@@ -243,18 +238,14 @@ def test_a_stale_lock_is_taken_over_with_a_message(tmp_path, caplog):
     out = tmp_path / "p"
     out.mkdir()
     (out / ".hit-decoder.lock").write_text(f"{gone.pid}\n")
-    from test_prior import TINY_RUN
-
-    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=1"]) == 0
+    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_PRIOR_RUN, "trainer.max_batches=1"]) == 0
     assert f"taking over the lock {out / '.hit-decoder.lock'} of process {gone.pid}" in caplog.text
     assert (out / "prior.safetensors").is_file() and not (out / ".hit-decoder.lock").exists()
 
 
 def test_sigterm_stops_train_prior_with_a_resumable_checkpoint(tmp_path):
-    from test_prior import TINY_RUN
-
     out = tmp_path / "prior"
-    argv = ["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, "trainer.max_batches=100000",
+    argv = ["train-prior", "--config", "demo", f"out_dir={out}", *TINY_PRIOR_RUN, "trainer.max_batches=100000",
             "trainer.ckpt_every=2"]
     proc = popen(*argv)
     try:
@@ -333,8 +324,8 @@ def test_reconstruct_and_presets_estimate_memory_and_read_image_sizes_from_the_h
 def test_a_named_pipe_called_b_png_is_not_read(vq_files, tmp_path, capsys):
     import threading
 
-    from hit_decoder.training import train_config_from_dict
     from hit_decoder.common.data import build_data
+    from hit_decoder.training import train_config_from_dict
     from support import tiny_config, write_tiny_images
 
     yaml, ckpt, images = vq_files

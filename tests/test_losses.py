@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hit_decoder.common.metrics import codebook_perplexity, psnr, ssim
 from hit_decoder.training.ema import ema_decay_at, ema_update_
 from hit_decoder.training.losses import (
     adaptive_weight,
@@ -22,7 +23,6 @@ from hit_decoder.training.losses import (
     reconstruction_loss,
     vq_loss,
 )
-from hit_decoder.common.metrics import codebook_perplexity, psnr, ssim
 from hit_decoder.training.module import warmup_lr
 
 
@@ -52,6 +52,7 @@ def test_vq_loss_hand_values_and_gradients():
 
 def test_vq_loss_matches_taming_quantizer():
     import hit_decoder.adapters  # noqa: F401  (taming import shims)
+
     from taming.modules.vqvae.quantize import VectorQuantizer2
 
     g = torch.Generator().manual_seed(0)
@@ -78,8 +79,10 @@ def test_gan_losses_hand_values():
 
 
 def test_discriminator_losses_match_taming():
-    import hit_decoder.adapters  # noqa: F401
-    from taming.modules.losses.vqperceptual import hinge_d_loss as t_hinge, vanilla_d_loss as t_vanilla
+    import hit_decoder.adapters  # noqa: F401  (taming import shims)
+
+    from taming.modules.losses.vqperceptual import hinge_d_loss as t_hinge
+    from taming.modules.losses.vqperceptual import vanilla_d_loss as t_vanilla
 
     g = torch.Generator().manual_seed(1)
     real, fake = torch.randn(4, 1, 5, 5, generator=g), torch.randn(4, 1, 5, 5, generator=g)

@@ -15,16 +15,12 @@ from hit_decoder import adapters
 from hit_decoder.cli import main
 from hit_decoder.prior import build_prior, load_prior, load_prior_config, prior_info, save_prior
 from hit_decoder.sampling import sample_sliding_window
-
-TINY_RUN = [
-    "gpt.n_layer=1", "gpt.n_head=2", "gpt.n_embd=32", "data.resize=40", "data.crop=6", "data.batch_size=8",
-    "trainer.log_every=1", "trainer.progress_bar=false", "optim.lr=3e-3",
-]
+from support import TINY_PRIOR_RUN
 
 
 def train(tmp: Path, *extra: str) -> Path:
     out = tmp / "prior"
-    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_RUN, *extra]) == 0
+    assert main(["train-prior", "--config", "demo", f"out_dir={out}", *TINY_PRIOR_RUN, *extra]) == 0
     return out
 
 
@@ -156,7 +152,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, photo_dir):
                 raise RuntimeError("simulated interruption")
 
     def cfg(out, *extra):
-        return load_prior_config("demo", [*TINY_RUN, f"out_dir={out}", "trainer.max_batches=6", "trainer.ckpt_every=3",
+        return load_prior_config("demo", [*TINY_PRIOR_RUN, f"out_dir={out}", "trainer.max_batches=6", "trainer.ckpt_every=3",
                                           "pkeep=0.9", f"data.images={photo_dir}", "data.resize=null", *extra])
 
     straight = train_prior(cfg(tmp_path / "a"))

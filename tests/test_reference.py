@@ -15,8 +15,9 @@ NAMES = sorted(p.stem for p in REF.glob("*.safetensors") if p.stem != "cases")
 
 
 def test_the_reference_covers_every_architecture_option():
-    from hit_decoder.serialization import read_safetensors
     import json
+
+    from hit_decoder.serialization import read_safetensors
 
     seen: dict[str, set] = {}
     for name in NAMES:

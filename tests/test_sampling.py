@@ -25,8 +25,8 @@ from hit_decoder.sampling import (
     grid_shape_for,
     sample_sliding_window,
     sample_tokens,
-    window_offset,
     wavefront_rounds,
+    window_offset,
     window_start,
 )
 
@@ -153,7 +153,7 @@ def test_class_conditional_matches_taming_loop(models, shape):
 @pytest.mark.parametrize("shape", [(4, 4), (6, 7)])
 def test_spatial_condition_matches_taming_loop(models, shape):
     grid = torch.randint(0, VOCAB, (2, *shape), generator=torch.Generator().manual_seed(0))
-    crop = lambda i0, j0: grid[:, i0:i0 + 4, j0:j0 + 4].reshape(2, -1)  # noqa: E731
+    crop = lambda i0, j0: grid[:, i0:i0 + 4, j0:j0 + 4].reshape(2, -1)
     check_both_paths(models["spatial"], shape, (4, 4), grid, crop, batch=2, seed=11, top_k=10)
 
 
@@ -179,7 +179,7 @@ def test_reference_would_catch_a_wrong_placement(models):
     original = taming_local
     try:
         # middle positions one code further left in their window (the window one code to the right)
-        taming_local = lambda p, n, w: (  # noqa: E731
+        taming_local = lambda p, n, w: (
             w // 2 - 1 if original(p, n, w) == w // 2 and p - w // 2 + 1 + w <= n else original(p, n, w)
         )
         wrong = taming_loop(m, shape, (4, 4), lambda i0, j0: sos, u)

@@ -141,7 +141,7 @@ def test_hit_decoder_tiled_equals_whole_with_its_geometry(hit):
     g = hit_tile_geometry(hit)
     with torch.no_grad():
         whole = hit(z)
-    err = lambda **kw: (decode_tiled(hit, z, tile=7, **kw) - whole).abs().max().item()  # noqa: E731
+    err = lambda **kw: (decode_tiled(hit, z, tile=7, **kw) - whole).abs().max().item()
     exact = err(margin=g.margin, align=g.align)
     blended = err(margin=g.margin, align=g.align, overlap=3)
     short = err(margin=g.margin - 1, align=g.align)

@@ -14,10 +14,10 @@ import torch
 import hit_decoder.adapters as adapters
 from hit_decoder import load_decoder
 from hit_decoder.cli import main
-from hit_decoder.training import run_training, train_config_from_dict
 from hit_decoder.common.data import build_data, collate, make_val_loader
-from hit_decoder.training.evaluate import evaluate_reconstructions
 from hit_decoder.common.seeding import seeded
+from hit_decoder.training import run_training, train_config_from_dict
+from hit_decoder.training.evaluate import evaluate_reconstructions
 from hit_decoder.training.models import FROZEN_IN_SWAP, build_models
 from hit_decoder.training.module import StageOneModule
 from support import read_metrics, tiny_config, write_image_folder, write_tiny_images
@@ -96,6 +96,7 @@ def test_adaptive_weight_is_zero_before_the_gan_starts_and_finite_after(tmp_path
 def _tiny_taming_vqgan(tmp_path: Path) -> tuple[Path, Path, dict[str, torch.Tensor]]:
     """A tiny taming VQGAN written the way taming writes them: a YAML and a .ckpt with a state_dict."""
     import hit_decoder.adapters  # noqa: F401  (taming import shims)
+
     from taming.models.vqgan import VQModel
 
     ddconfig = {"double_z": False, "z_channels": 8, "resolution": 16, "in_channels": 3, "out_ch": 3, "ch": 32,

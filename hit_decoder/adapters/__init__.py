@@ -32,9 +32,10 @@ from ..checkpoints import (
 from ..targets import ALLOWED_TARGETS, UnsupportedTargetError, check_targets
 from ._compat import ensure_taming, top_k_top_p_filtering
 
-ensure_taming()
+ensure_taming()  # before the modules below, which import taming
 
-from .codes import (  # noqa: E402  (taming must be importable first)
+from ..sampling import register_prior_adapter
+from .codes import (
     codebook_fingerprint,
     codebook_size,
     decode_codes,
@@ -42,15 +43,14 @@ from .codes import (  # noqa: E402  (taming must be importable first)
     downsample_factor,
     encode_indices,
 )
-from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel  # noqa: E402
-from .inspection import describe_checkpoint, format_description  # noqa: E402
-from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config  # noqa: E402
-from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config  # noqa: E402
-from .stages import build_discriminator, build_net2net  # noqa: E402
-from .sources import diffusers_adapter, is_diffusers_source, load_model  # noqa: E402
-from .swap import swap_decoder  # noqa: E402
-from .gpt_sampler import TamingGPTPrior  # noqa: E402
-from ..sampling import register_prior_adapter  # noqa: E402
+from .export import FORMAT_VQMODEL, export_taming, load_vqmodel, save_vqmodel
+from .gpt_sampler import TamingGPTPrior
+from .inspection import describe_checkpoint, format_description
+from .loading import TARGETS, build_vqmodel, load_vqgan, resolve_model_config, taming_config
+from .models import HiTGumbelVQ, HiTVQModel, resolve_decoder_config
+from .sources import diffusers_adapter, is_diffusers_source, load_model
+from .stages import build_discriminator, build_net2net
+from .swap import swap_decoder
 
 register_prior_adapter(TamingGPTPrior.wrap)  # sample_sliding_window accepts a Net2NetTransformer
 

@@ -22,8 +22,6 @@ import sys
 import types
 from collections.abc import Iterator
 
-import torch
-
 from ..sampling import top_k_top_p_filtering  # plain torch; lives with the sampler
 
 __all__ = ["ensure_taming", "top_k_top_p_filtering"]
@@ -56,7 +54,7 @@ def _import_with(name: str, shims: dict[str, types.ModuleType]) -> None:
 
 def _needs_transformers_shim() -> bool:
     try:
-        from transformers import top_k_top_p_filtering as _  # noqa: F401
+        from transformers import top_k_top_p_filtering as _  # noqa: F401  (only checks that it exists)
     except Exception:
         return True
     return False
@@ -68,7 +66,7 @@ def ensure_taming() -> None:
     if _PATCHED:
         return
     try:
-        import taming  # noqa: F401
+        import taming  # noqa: F401  (only checks that it is installed)
     except ImportError as exc:  # pragma: no cover - dependency is declared
         raise ImportError(
             "hit_decoder.adapters needs the 'taming' package: pip install taming-transformers-rom1504 "

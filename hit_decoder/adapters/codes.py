@@ -17,7 +17,8 @@ from torch import nn
 from hit_decoder.decoder import HiTDecoder
 from hit_decoder.tiling import TileGeometry, decode_tiled, hit_tile_geometry
 
-__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint", "downsample_factor", "decode_codes"]
+__all__ = ["decode_indices", "encode_indices", "codebook_size", "embed_dim_of", "codebook_fingerprint", "downsample_factor",
+           "decode_codes"]
 
 
 def codebook_size(quantize: nn.Module) -> int:

@@ -60,6 +60,7 @@ from ..checkpoints import load_checkpoint_state, load_state_strict
 from .codes import decode_codes as _decode_codes
 from .codes import decode_indices
 from .models import check_decoder_fits, resolve_decoder_config
+from .sources import FORMAT_DIFFUSERS_VQMODEL, HUB_ID
 
 __all__ = [
     "VQModel",
@@ -84,7 +85,6 @@ __all__ = [
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
-from .sources import FORMAT_DIFFUSERS_VQMODEL, HUB_ID  # noqa: E402
 _FORMAT_VERSION = "1"
 #: config.json key of a swapped model: ``{"version": "1", "decoder": HiTDecoderConfig fields}``
 HIT_KEY = "hit_decoder"

@@ -22,16 +22,17 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
-from taming.models.vqgan import VQModel
 
 from hit_decoder.fileio import atomic_path
 from hit_decoder.metadata import check_weights_fit, metadata_json
 from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, read_safetensors, strip_wrapper_prefixes
 
+from taming.models.vqgan import VQModel
+
 from ..checkpoints import load_state_strict
+from ..targets import check_targets
 from .loading import build_vqmodel, resolve_model_config, taming_config
 from .models import plain
-from ..targets import check_targets
 
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 

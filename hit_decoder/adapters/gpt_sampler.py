@@ -107,7 +107,8 @@ def _resolve_conditioning(
         _, c = model.encode_to_c(labels.expand(B) if labels.shape[0] == 1 else labels)
         return _Conditioning(prefix=c.reshape(B, -1).long())
     if getattr(model.cond_stage_model, "n_classes", None) is not None:
-        raise ValueError(f"this prior is class-conditional ({stage}); pass class ids as cond, got a tensor of shape {tuple(cond.shape)}")
+        raise ValueError(f"this prior is class-conditional ({stage}); pass class ids as cond, "
+                         f"got a tensor of shape {tuple(cond.shape)}")
     if cond.ndim == 3 and not cond.is_floating_point():  # spatial indices (B, H, W)
         grid = cond.to(device).long()
     elif cond.ndim == 4 and cond.is_floating_point():  # condition image -> cond stage codes
@@ -218,7 +219,7 @@ def _packed_attention(attn: nn.Module, h: torch.Tensor, plan: list[tuple], layer
     tokens, attention runs per window against that window's cached keys and values."""
     B, N, C = h.shape
     nh = attn.n_head
-    heads = lambda t: t.reshape(B, -1, nh, C // nh).transpose(1, 2)  # noqa: E731  (B, n, C) -> (B, nh, n, hd)
+    heads = lambda t: t.reshape(B, -1, nh, C // nh).transpose(1, 2)  # (B, n, C) -> (B, nh, n, hd)
     q, k, v = attn.query(h), attn.key(h), attn.value(h)  # (B, N, C) each
     out = []
     for cache, o, start, n, mask, causal in plan:
@@ -280,7 +281,7 @@ def _sample_fast(gpt, cond, u, shape, window, pick, bar, max_cached_windows) -> 
     caches: OrderedDict[tuple[int, int], _WindowCache] = OrderedDict()
     for rnd in rounds:
         chunks = []
-        for i, j, i0, j0, t in rnd:
+        for _i, _j, i0, j0, t in rnd:
             cache = caches.pop((i0, j0), None) or _WindowCache(gpt, B, capacity)
             codes = idx[:, i0 : i0 + wh, j0 : j0 + ww].reshape(B, wh * ww)  # (B, wh*ww)
             if cache.length == 0:
@@ -333,7 +334,8 @@ class TamingGPTPrior:
         vocab = gpt.config.vocab_size
         for tok in (conditioning.prefix, conditioning.grid):
             if tok is not None and (tok.min() < 0 or tok.max() >= vocab):
-                raise ValueError(f"conditioning tokens must lie in [0, {vocab}) (the GPT's vocabulary), got range [{int(tok.min())}, {int(tok.max())}]")
+                raise ValueError(f"conditioning tokens must lie in [0, {vocab}) (the GPT's vocabulary), "
+                                 f"got range [{int(tok.min())}, {int(tok.max())}]")
         u = draw_uniforms((conditioning.batch, *r.shape), r.generator, device)  # (B, H, W)
         with sampling_progress(gpt, r, r.method) as bar:
             if r.method == "reference":

@@ -18,8 +18,8 @@ import torch
 
 from hit_decoder.serialization import FORMAT_DECODER
 
-from .codes import downsample_factor
 from ..checkpoints import FIRST_STAGE_PREFIX, first_stage_state, read_weights
+from .codes import downsample_factor
 
 __all__ = ["describe_checkpoint", "format_description"]
 

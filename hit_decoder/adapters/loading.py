@@ -17,14 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from taming.models.vqgan import GumbelVQ, VQModel
 from torch import nn
 
 from hit_decoder.decoder import HiTDecoder
 
+from taming.models.vqgan import GumbelVQ, VQModel
+
 from ..checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
-from .models import HiTGumbelVQ, HiTVQModel, check_ddconfig, plain
 from ..targets import check_targets
+from .models import HiTGumbelVQ, HiTVQModel, check_ddconfig, plain
 
 __all__ = [
     "load_vqgan",

@@ -23,18 +23,19 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
-from taming.main import instantiate_from_config
-from taming.models.vqgan import GumbelVQ, VQModel
-from taming.modules.diffusionmodules.model import Encoder
-from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
 
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
 from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config, preset_name
 
+from taming.main import instantiate_from_config
+from taming.models.vqgan import GumbelVQ, VQModel
+from taming.modules.diffusionmodules.model import Encoder
+from taming.modules.vqvae.quantize import GumbelQuantize, VectorQuantizer2
+
 from ..checkpoints import first_stage_state, load_checkpoint_state, load_state_strict
-from .codes import decode_indices, downsample_factor
 from ..targets import check_targets
+from .codes import decode_indices, downsample_factor
 
 __all__ = [
     "HiTVQModel",

@@ -8,9 +8,10 @@ import contextlib
 import io
 from typing import Any
 
+from torch import nn
+
 from taming.models.cond_transformer import Net2NetTransformer
 from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
-from torch import nn
 
 __all__ = ["build_discriminator", "build_net2net", "CONDITIONING_KINDS"]
 

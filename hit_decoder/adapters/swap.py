@@ -14,10 +14,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from taming.models.vqgan import GumbelVQ, VQModel
-
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
+
+from taming.models.vqgan import GumbelVQ, VQModel
 
 from .codes import downsample_factor
 from .models import HiTGumbelVQ, HiTVQModel, check_decoder_fits, resolve_decoder_config

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--resize must be a positive number of pixels, got {args.resize}")
     from hit_decoder import adapters
     from hit_decoder.fileio import staged_outputs
-    from hit_decoder.reconstruct import check_reconstruction_memory, reconstruction_outputs, reconstruct_folder
+    from hit_decoder.reconstruct import check_reconstruction_memory, reconstruct_folder, reconstruction_outputs
 
     # the new outputs replace earlier ones (only files an earlier run wrote) once all are written
     with staged_outputs(args.out, reconstruction_outputs(args.images, args.out), overwrite=args.overwrite,

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return _sample(args, stage)
 
 
-def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutputs)
+def _sample(args: argparse.Namespace, stage) -> int:  # stage: StagedOutputs
     import json
     import secrets
 
@@ -123,8 +123,8 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
 
     from hit_decoder import adapters
     from hit_decoder.adapters import decode_codes
-    from hit_decoder.precision import decode_precision
     from hit_decoder.images import save_png, tensor_to_pil
+    from hit_decoder.precision import decode_precision
     from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import grid_shape_for, sample_sliding_window
 
@@ -173,5 +173,6 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "method": args.method,
                "tile_px": args.tile, "prior": str(args.prior), "model": args.model or args.vqgan_ckpt, "samples": files}
     (out / "samples.json").write_text(json.dumps(summary, indent=2))
-    print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) in {stage.folder}")
+    print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) "
+          f"in {stage.folder}")
     return 0

@@ -65,7 +65,8 @@ def parse_overrides(items: list[str]) -> dict:
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ValueError(f"--override {item!r}: the value is not valid YAML ({exc}); e.g. --override 'depths=[1,1]'") from None
+            raise ValueError(f"--override {item!r}: the value is not valid YAML ({exc}); "
+                             "e.g. --override 'depths=[1,1]'") from None
     return out
 
 
@@ -73,10 +74,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from hit_decoder import adapters
+    from hit_decoder.fileio import staged_outputs
     from hit_decoder.flops import count_parameters
     from hit_decoder.registry import load_decoder_config
-
-    from hit_decoder.fileio import staged_outputs
 
     overrides = parse_overrides(args.override)
     if not 0 <= args.seed < 2**63:

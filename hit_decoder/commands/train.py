@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def report(result) -> None:  # noqa: ANN001 (TrainResult; kept import-free)
+def report(result) -> None:  # result: TrainResult (kept import-free)
     m = result.metrics
     print(f"trained {result.batches_done} batches; outputs in {result.out_dir}")
     if m:

@@ -395,7 +395,8 @@ def build_data(cfg: Any, seed: int) -> DataSplits:
     val_paths = readable_images(val_paths, "data.val" if cfg.val is not None else "data.train (held-out part)")
     train = ImageFileDataset(train_paths, cfg.size, cfg.resize, cfg.flip, seed, train=True)
     val = ImageFileDataset(val_paths, cfg.size, cfg.resize, False, seed, train=False)
-    return DataSplits(train, val, f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}",
+    return DataSplits(train, val,
+                      f"{len(train_paths)} training images from {cfg.train}, {len(val_paths)} validation images {how}",
                       unreadable_at_start=listed - len(val_paths))
 
 

@@ -23,7 +23,8 @@ def to_unit_range(x: torch.Tensor) -> torch.Tensor:
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor, name: str) -> None:
     if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"{name}: expected two (B, C, H, W) tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"{name}: expected two (B, C, H, W) tensors of the same shape, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -49,7 +50,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int 
         raise ValueError(f"ssim: images of {h}x{w} px are smaller than the {window}x{window} window")
     x, y = x.double(), y.double()
     k = _gaussian_window(window, sigma, c, x.device)
-    blur = lambda t: F.conv2d(t, k, groups=c)  # noqa: E731  (B, C, h-window+1, w-window+1)
+    blur = lambda t: F.conv2d(t, k, groups=c)  # (B, C, h-window+1, w-window+1)
     mu_x, mu_y = blur(x), blur(y)
     var_x = blur(x * x) - mu_x ** 2
     var_y = blur(y * y) - mu_y ** 2

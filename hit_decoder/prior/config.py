@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
 
-__all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim", "PriorTrainer",
-           "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
+__all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim",
+           "PriorTrainer", "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
 
 #: conditioning kinds a prior can have (``adapters.build_net2net`` builds them)
 CONDITIONING = ("unconditional", "class")

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb
 from ..common.data import EMBEDDED_TRAIN, embedded_photographs, resolve_images, sample_generator
+from ..images import UNREADABLE_IMAGE_ERRORS, fit_to_factor, load_rgb
 from .config import FirstStageConfig, PriorDataConfig
 
 __all__ = ["load_first_stage", "encode_grids", "CodeCropDataset", "collate_crops"]

@@ -164,7 +164,7 @@ def load_prior(source: str | os.PathLike | PriorFile, first_stage: nn.Module,
             f"would decode to other images; sample with the VQ model the prior was trained on ({expected.get('source')})"
         )
     args = (first_stage, info["gpt"], info["conditioning"], info.get("architecture"))
-    weights = lambda net: net if isinstance(net, WindowedPrior) else net.transformer  # noqa: E731  (what the file holds)
+    weights = lambda net: net if isinstance(net, WindowedPrior) else net.transformer  # what the file holds
     # the metadata's sizes against the file's tensors, on the meta device, before anything is allocated
     check_weights_fit(lambda: weights(build_prior(*args)), prior.state, path, ignore_suffixes=("attn.mask",))
     net = build_prior(*args)

@@ -20,11 +20,11 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 
 from .. import adapters
-from ..fileio import atomic_path
-from ..runs import guarded_run
 from ..common.checkpointing import AtomicCheckpoint
 from ..common.data import ResumableDataLoader, StepBatchSampler
 from ..common.seeding import seeded
+from ..fileio import atomic_path
+from ..runs import guarded_run
 from .config import PriorConfig, load_prior_config, validate_prior_config
 from .data import CodeCropDataset, collate_crops, encode_grids, load_first_stage
 from .model import build_prior, first_stage_summary, save_prior
@@ -134,7 +134,8 @@ def _train_prior(cfg: PriorConfig, run: Any, callbacks: Sequence[Any], allow_uns
     vocab = first_stage_summary(vq)["codebook_size"]
     n_codes = sum(g.numel() for g in grids)
     used = len(torch.cat([g.reshape(-1) for g in grids]).unique())
-    log.info("first stage: %s; %d code grids (%d codes, %d of %d codebook entries used)", source, len(grids), n_codes, used, vocab)
+    log.info("first stage: %s; %d code grids (%d codes, %d of %d codebook entries used)",
+             source, len(grids), n_codes, used, vocab)
     windowed = cfg.architecture == "windowed"
     if class_ids and len(names) > vocab and not windowed:
         raise ValueError(f"{len(names)} classes but the codebook has {vocab} entries: taming's Labelator feeds class ids "

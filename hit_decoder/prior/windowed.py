@@ -238,7 +238,8 @@ class WindowedPrior(nn.Module):
             except TypeError:
                 raise ValueError(f"cond must be class id(s) (an int, a list of ints or a (B,) tensor), got {cond!r}") from None
         if ids.numel() == 0 or ids.min() < 0 or ids.max() >= self.n_cond:
-            raise ValueError(f"class ids {ids.tolist()} out of range: this prior has {self.n_cond} classes (0..{self.n_cond - 1})")
+            raise ValueError(f"class ids {ids.tolist()} out of range: "
+                             f"this prior has {self.n_cond} classes (0..{self.n_cond - 1})")
         if batch_size is not None:
             if ids.numel() not in (1, batch_size):
                 raise ValueError(f"cond holds {ids.numel()} class ids but batch_size={batch_size}; pass one class id "

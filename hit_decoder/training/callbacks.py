@@ -13,11 +13,11 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
-from ..serialization import save_decoder
-from ..images import save_png
 from ..common.checkpointing import AtomicCheckpoint, save_checkpoint_atomic
+from ..fileio import atomic_path
+from ..images import save_png
 from ..runs import LAST_CHECKPOINT
+from ..serialization import save_decoder
 from .evaluate import evaluate_reconstructions, image_grid
 
 __all__ = ["AtomicCheckpoint", "ReconstructionImages", "FinalExport", "save_checkpoint_atomic",

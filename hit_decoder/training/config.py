@@ -213,7 +213,7 @@ def validate(cfg: TrainConfig) -> None:
     """Cross-field and range checks OmegaConf's typing cannot express."""
     require(cfg.mode in MODES, f"mode must be one of {MODES}, got {cfg.mode!r}")
     require(0 <= cfg.seed < 2**32, f"seed must be a whole number in [0, 2**32), got {cfg.seed}")
-    d, l, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
+    d, ls, o, t = cfg.data, cfg.loss, cfg.optim, cfg.trainer
     require(d.size >= 8, f"data.size must be >= 8 pixels, got {d.size}")
     require(d.resize is None or d.resize >= d.size, f"data.resize ({d.resize}) must be >= data.size ({d.size})")
     for name in ("batch_size", "val_batch_size", "val_max_images", "val_crops_per_image", "epoch_crops_per_image"):
@@ -226,17 +226,17 @@ def validate(cfg: TrainConfig) -> None:
         require(bool(d.embedded_train) and not unknown, f"data.embedded_train must name one or more of the embedded "
                f"training photographs ({', '.join(EMBEDDED_TRAIN)}); got {list(d.embedded_train)}")
     require(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
-    require(l.disc_loss in ("hinge", "non_saturating"),
-           f"loss.disc_loss must be 'hinge' or 'non_saturating', got {l.disc_loss!r}")
+    require(ls.disc_loss in ("hinge", "non_saturating"),
+           f"loss.disc_loss must be 'hinge' or 'non_saturating', got {ls.disc_loss!r}")
     for name in ("l1_weight", "l2_weight", "perceptual_weight", "codebook_weight", "disc_weight", "distill_weight"):
-        require(getattr(l, name) >= 0, f"loss.{name} must be >= 0, got {getattr(l, name)}")
-    require(l.disc_train_start >= 0 and l.disc_weight_start >= 0, "loss.disc_*_start must be >= 0 (batches)")
-    require(l.disc_weight_start >= l.disc_train_start,
-           f"loss.disc_weight_start ({l.disc_weight_start}) must be >= loss.disc_train_start "
-           f"({l.disc_train_start}): the GAN term must not enter before the discriminator trains")
+        require(getattr(ls, name) >= 0, f"loss.{name} must be >= 0, got {getattr(ls, name)}")
+    require(ls.disc_train_start >= 0 and ls.disc_weight_start >= 0, "loss.disc_*_start must be >= 0 (batches)")
+    require(ls.disc_weight_start >= ls.disc_train_start,
+           f"loss.disc_weight_start ({ls.disc_weight_start}) must be >= loss.disc_train_start "
+           f"({ls.disc_train_start}): the GAN term must not enter before the discriminator trains")
     require(cfg.model.diffusers_model is None or cfg.mode == "decoder_swap",
            "model.diffusers_model needs mode=decoder_swap (the diffusers model's encoder and codebook stay frozen)")
-    require(l.distill_weight == 0 or cfg.mode == "decoder_swap",
+    require(ls.distill_weight == 0 or cfg.mode == "decoder_swap",
            "loss.distill_weight > 0 needs mode=decoder_swap (there is no CNN decoder to distil from)")
     require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas must be two values in [0, 1), got {o.betas}")
     require(o.lr > 0, f"optim.lr must be > 0, got {o.lr}")

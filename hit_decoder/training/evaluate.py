@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..images import fit_to_factor, tensor_to_pil
 from ..common.data import EMBEDDED_VAL, embedded_photographs
 from ..common.metrics import psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from ..images import fit_to_factor, tensor_to_pil
 
 __all__ = ["evaluate_reconstructions", "image_grid", "held_out_images", "score_images", "mean_scores",
            "interleaved_seconds"]

@@ -20,9 +20,9 @@ from typing import Any
 
 from torch import nn
 
+from ..common.seeding import seeded
 from ..config import HiTDecoderConfig
 from ..decoder import HiTDecoder
-from ..common.seeding import seeded
 from .ema import make_ema_copy
 
 __all__ = ["BuiltModels", "build_models", "wrap_prebuilt", "decoder_config_for", "frozen_parts"]

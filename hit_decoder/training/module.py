@@ -25,8 +25,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from .config import TrainConfig, config_to_dict
 from ..common.data import DataSplits, make_train_loader, make_val_loader
+from ..common.metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
+from ..common.seeding import seeded
+from .config import TrainConfig, config_to_dict
 from .ema import ema_decay_at, ema_update_, make_ema_copy
 from .losses import (
     adaptive_weight,
@@ -36,8 +38,6 @@ from .losses import (
     reconstruction_loss,
     vq_loss,
 )
-from ..common.metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
-from ..common.seeding import seeded
 from .models import frozen_parts
 from .perceptual import perceptual_loss
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..runs import guarded_run, prepare_out_dir, resolve_resume  # noqa: F401  (re-exported)
+from ..runs import guarded_run, prepare_out_dir, resolve_resume  # re-exported
 from .config import TrainConfig, load_train_config, train_config_from_dict, validate_swap_source
 
 __all__ = ["TrainResult", "run_training", "build_trainer", "resolve_resume", "prepare_out_dir", "startup_checks",
