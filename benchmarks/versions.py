@@ -24,10 +24,11 @@ import time
 from pathlib import Path
 
 import benchmarking  # noqa: F401  (puts the repository root on the path)
+from benchmarking import build_decoder, latent_for
+
 import torch
 
 import hit_decoder
-from benchmarking import build_decoder, latent_for
 
 
 def load_versions(checkouts: list[Path]) -> dict[str, object]:

@@ -294,7 +294,7 @@ class HiTDecoder(nn.Module):
         for linear weights, the to-RGB convolution and relative-position tables; depthwise
         convolutions N(0, 2 / fan_out) as in SegFormer's Mix-FFN; zero biases, unit LayerNorms."""
         std = self.config.init_std
-        for name, module in self.named_modules():
+        for module in self.modules():
             if isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1):
                 nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
                 nn.init.zeros_(module.bias)
