@@ -51,9 +51,9 @@ def write_vqgan(folder: Path, config: dict, seed: int = 0, crop: int = 64) -> Pa
     from diffusers import VQModel
 
     from hit_decoder.common.data import EMBEDDED_TRAIN, embedded_photographs, random_crop_flip
+    from hit_decoder.common.seeding import seeded
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = VQModel(**config).eval()
         gen = torch.Generator().manual_seed(seed)
         x = torch.stack([random_crop_flip(img, crop, 2 * crop, True, gen)

@@ -22,7 +22,6 @@ therefore draws the same token — the fast paths reorder and skip work without 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from .config import int_pair
+
 __all__ = [
+    "CONDITIONING",
     "window_offset",
     "window_start",
     "default_window",
@@ -79,20 +81,11 @@ def window_start(p: int, n: int, win: int) -> int:
     return p - window_offset(p, n, win)
 
 
-def _as_pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    try:  # integers only (operator.index): 16.5 must not silently become 16, nor True become 1
-        items = (value, value) if not isinstance(value, Sequence) else tuple(value)
-        if any(isinstance(v, bool) for v in items):
-            raise TypeError
-        pair = tuple(operator.index(v) for v in items)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a positive int or a pair (rows, cols) of positive ints, got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
 # ----------------------------------------------------------------------------- conditioning
+#: the conditioning kinds of a prior: an SOS token (unconditional) or a class label
+CONDITIONING = ("unconditional", "class")
+
+
 def batch_of(cond_batch: int, batch_size: int | None) -> int:
     if batch_size is None:
         return cond_batch
@@ -245,7 +238,7 @@ class SamplingRequest:
 
     @staticmethod
     def pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-        return _as_pair(name, value)
+        return int_pair(name, value)
 
 
 class SamplingPrior(Protocol):
@@ -353,7 +346,7 @@ def sample_sliding_window(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     prior = _prior_of(transformer)
-    shape = _as_pair("shape", shape)
+    shape = int_pair("shape", shape)
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if top_k is not None and top_k < 1:
@@ -377,7 +370,7 @@ def sample_sliding_window(
 
 def grid_shape_for(size: tuple[int, int], factor: int) -> tuple[int, int]:
     """Latent grid ``(H, W)`` for an image ``size = (height, width)`` at downsampling ``factor``."""
-    h, w = _as_pair("size", size)
+    h, w = int_pair("size", size)
     if h % factor or w % factor:
         raise ValueError(
             f"image size {h}x{w} is not a multiple of the model's downsampling factor {factor}; "

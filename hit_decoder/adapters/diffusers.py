@@ -58,6 +58,7 @@ from hit_decoder.tiling import decode_tiled as _decode_tiled
 
 from ..checkpoints import load_checkpoint_state, load_state_strict
 from .codes import decode_codes as _decode_codes
+from .codes import downsample_factor as _levels_factor
 from .codes import decode_indices
 from .models import check_decoder_fits, resolve_decoder_config
 
@@ -135,7 +136,7 @@ def downsample_factor(model: VQModel | Mapping[str, Any]) -> int:
     """Pixels per code along each axis: ``2 ** (number of encoder blocks - 1)`` (diffusers' encoder
     downsamples in every block but the last)."""
     cfg = model.config if isinstance(model, VQModel) else model
-    return 2 ** (len(cfg["block_out_channels"]) - 1)
+    return _levels_factor(len(cfg["block_out_channels"]))
 
 
 def _check_vqmodel(model: Any, what: str) -> None:
