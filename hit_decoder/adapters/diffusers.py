@@ -51,12 +51,12 @@ except ImportError as exc:  # pragma: no cover  (the extra is installed wherever
 from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
 from hit_decoder.fileio import atomic_path
-from hit_decoder.metadata import check_weights_fit, metadata_json
-from hit_decoder.serialization import read_safetensors, strip_wrapper_prefixes
+from hit_decoder.metadata import build_and_load, metadata_json
+from hit_decoder.serialization import read_safetensors, write_safetensors
 from hit_decoder.tiling import TileGeometry, hit_tile_geometry
 from hit_decoder.tiling import decode_tiled as _decode_tiled
 
-from ..checkpoints import load_checkpoint_state, load_state_strict
+from ..checkpoints import load_checkpoint_state
 from .codes import decode_codes as _decode_codes
 from .codes import downsample_factor as _levels_factor
 from .codes import decode_indices
@@ -305,9 +305,7 @@ def load_vqmodel(source: str | os.PathLike, map_location: str | torch.device = "
     a plain VQGAN or one with a HiT decoder) or a library file written by :func:`save_vqmodel`;
     strict, safetensors only, never from the network. Returned in eval mode."""
     config, state, where = read_source(source)
-    check_weights_fit(lambda: _build(config, where), state, where)  # shapes checked on the meta device first
-    model = _build(config, where)
-    load_state_strict(model, state, where, include_loss=True)  # nothing is skipped: a diffusers VQModel has no loss
+    model = build_and_load(lambda: _build(config, where), state, where)  # shapes checked on the meta device first
     return model.to(map_location).eval()
 
 
@@ -323,21 +321,12 @@ def _config_of(model: VQModel) -> dict[str, Any]:
     return config
 
 
-def _state_of(model: VQModel) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(model.state_dict()).items()}
-
-
 def save_vqmodel(model: VQModel, path: str | os.PathLike) -> Path:
     """Write ``model`` (diffusers config + weights) to one ``.safetensors`` file atomically; the file
     alone rebuilds it (:func:`load_vqmodel`)."""
     _check_vqmodel(model, "save_vqmodel")
-    from safetensors.torch import save_file
-
     meta = {"format": FORMAT_DIFFUSERS_VQMODEL, "version": _FORMAT_VERSION, "config": json.dumps(_config_of(model))}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(_state_of(model), str(tmp), metadata=meta)
-    return path
+    return write_safetensors(path, model.state_dict(), meta)
 
 
 def export_diffusers(model: VQModel, folder: str | os.PathLike) -> Path:
@@ -346,11 +335,8 @@ def export_diffusers(model: VQModel, folder: str | os.PathLike) -> Path:
     Each file is written atomically, the weights first, so a folder with a config.json is complete.
     :func:`load_vqmodel` reads it back; what diffusers itself makes of it is in docs/diffusers.md."""
     _check_vqmodel(model, "export_diffusers")
-    from safetensors.torch import save_file
-
     folder = Path(folder)
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(_state_of(model), str(tmp), metadata={"format": "pt"})
+    write_safetensors(folder / WEIGHTS_NAME, model.state_dict(), {"format": "pt"})
     with atomic_path(folder / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(_config_of(model), indent=2, sort_keys=True) + "\n")
     return folder
