@@ -72,7 +72,8 @@ def untrained_validation(vqgan: Path) -> dict:
     """The run's validation metrics for the swapped model before its first batch (same seed, so the
     same initial decoder, and the same held-out crops)."""
     from hit_decoder.training import load_train_config
-    from hit_decoder.common.data import build_data, make_val_loader
+    from hit_decoder.common.data import build_data
+    from hit_decoder.common.loaders import make_val_loader
     from hit_decoder.training.evaluate import evaluate_reconstructions
     from hit_decoder.training.models import build_models
     from hit_decoder.training.module import StageOneModule

@@ -347,25 +347,38 @@ def sample_sliding_window(
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     prior = _prior_of(transformer)
     shape = int_pair("shape", shape)
+    pick = _token_filter(temperature, top_k, top_p)
+    if max_cached_windows is not None and max_cached_windows < 1:
+        raise ValueError(f"max_cached_windows must be >= 1 or None, got {max_cached_windows}")
+    request = SamplingRequest(shape, cond, batch_size, _generator(generator, seed), pick, method, window,
+                              max_cached_windows, cache_rows, progress)
+    return prior.sample_grid(request)
+
+
+def _token_filter(temperature: float, top_k: int | None, top_p: float | None) -> _Filter:
+    """The checked logits filter of :func:`sample_sliding_window`."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None to disable), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None to disable), got {top_p}")
-    if max_cached_windows is not None and max_cached_windows < 1:
-        raise ValueError(f"max_cached_windows must be >= 1 or None, got {max_cached_windows}")
+    return _Filter(float(temperature), top_k, top_p)
+
+
+def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The sampler's randomness: ``generator``, or a new one seeded with ``seed`` (fresh OS entropy
+    without either; never the global RNG)."""
     if generator is not None and seed is not None:
         raise ValueError("pass either generator= or seed=, not both")
-    if generator is None:
-        generator = torch.Generator()
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        else:
-            generator.seed()  # fresh entropy from the OS, not the global RNG
-    request = SamplingRequest(shape, cond, batch_size, generator, _Filter(float(temperature), top_k, top_p),
-                              method, window, max_cached_windows, cache_rows, progress)
-    return prior.sample_grid(request)
+    if generator is not None:
+        return generator
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(int(seed))
+    else:
+        generator.seed()  # fresh entropy from the OS, not the global RNG
+    return generator
 
 
 def grid_shape_for(size: tuple[int, int], factor: int) -> tuple[int, int]:

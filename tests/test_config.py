@@ -133,7 +133,7 @@ def test_inference_chunk_tokens_is_a_runtime_setting_not_architecture(tmp_path):
 
 
 def test_weight_decay_groups_follow_no_weight_decay():
-    from hit_decoder.training.module import weight_decay_groups
+    from hit_decoder.training.steps import weight_decay_groups
 
     dec = create_decoder(TINY)
     params = list(dec.parameters())

@@ -14,12 +14,11 @@ from hit_decoder.common.data import (
     EMBEDDED_TRAIN,
     EMBEDDED_VAL,
     ImageFileDataset,
-    StepBatchSampler,
     build_data,
-    collate,
     list_images,
     read_file_list,
 )
+from hit_decoder.common.loaders import StepBatchSampler, collate
 
 
 def test_list_images_recursive_sorted_and_errors(tmp_path):

@@ -23,7 +23,7 @@ from hit_decoder.training.losses import (
     vq_loss,
 )
 from hit_decoder.common.metrics import codebook_perplexity, psnr, ssim
-from hit_decoder.training.module import warmup_lr
+from hit_decoder.training.steps import warmup_lr
 
 
 def test_reconstruction_loss_hand_values():

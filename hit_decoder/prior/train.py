@@ -23,7 +23,7 @@ from .. import adapters
 from ..fileio import atomic_path
 from ..runs import guarded_run
 from ..common.checkpointing import AtomicCheckpoint
-from ..common.data import ResumableDataLoader, StepBatchSampler
+from ..common.loaders import ResumableDataLoader, StepBatchSampler
 from ..common.seeding import seeded
 from .config import PriorConfig, load_prior_config, validate_prior_config
 from .data import CodeCropDataset, collate_crops, encode_grids, load_first_stage
