@@ -149,7 +149,6 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
     import torch
 
     from hit_decoder import adapters
-    from hit_decoder.adapters import decode_codes
     from hit_decoder.precision import decode_precision
     from hit_decoder.prior import load_prior, read_prior
     from hit_decoder.sampling import sample_sliding_window
@@ -173,7 +172,7 @@ def _sample(args: argparse.Namespace, stage) -> int:  # noqa: ANN001 (StagedOutp
                                 window=None if windowed else tuple(info["window"]))  # (B, h, w)
     with torch.no_grad():
         with decode_precision(args.precision, args.device):
-            images = decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
+            images = adapters.decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
     files = _write_samples(stage.dir, seed, idx, images)
     context = {"neighbourhood": info["architecture"]} if windowed else {"window": list(info["window"])}
     summary = {"seed": seed, "size": list(args.size), "grid": list(grid), **context, "class": label,
