@@ -39,10 +39,11 @@ from pathlib import Path
 
 import torch
 
+from hit_decoder.common.seeding import seeded
 from hit_decoder.fileio import atomic_path
 
 __all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "precision_context",
-           "peak_memory_mb", "update_section"]
+           "peak_memory_mb", "update_section", "vm_kb"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
 TAMING_F16_DDCONFIG = dict(
@@ -60,8 +61,7 @@ def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:
     """A randomly initialised decoder: ``taming-cnn-f16``, a HiT preset name or a quality-benchmark
     arm (:data:`QUALITY_ARMS`). Seeded in a fork of the global RNG: the caller's random state is
     left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         if name == CNN_NAME or name == "cnn-f8":
             import hit_decoder.adapters  # noqa: F401  (taming import shims)
 
@@ -90,7 +90,9 @@ def _factor(model: torch.nn.Module) -> int:
     f = getattr(model, "downsample_factor", None)
     if f:
         return f
-    return 2 ** (model.num_resolutions - 1)  # taming Decoder
+    from hit_decoder.adapters import downsample_factor
+
+    return downsample_factor(int(model.num_resolutions))  # taming Decoder
 
 
 def _z_channels(model: torch.nn.Module) -> int:
@@ -130,7 +132,8 @@ def precision_context(precision: str, device_type: str = "cpu"):
     return contextlib.nullcontext()
 
 
-def _vm_kb(field: str) -> int:
+def vm_kb(field: str) -> int:
+    """A ``/proc/self/status`` field of this process in kB (``VmRSS``, ``VmHWM``, ...)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -158,12 +161,12 @@ def _peak_in_this_process(name: str, size: int) -> float:
         model(latent_for(model, _factor(model)))
     z = latent_for(model, size)
     gc.collect()
-    base = _vm_kb("VmRSS")
+    base = vm_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     with torch.no_grad():
         out = model(z)
     del out
-    return (_vm_kb("VmHWM") - base) / 1024
+    return (vm_kb("VmHWM") - base) / 1024
 
 
 def update_section(path: str | os.PathLike, name: str, body: str) -> None:

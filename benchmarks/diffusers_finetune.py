@@ -51,9 +51,9 @@ def write_vqgan(folder: Path, config: dict, seed: int = 0, crop: int = 64) -> Pa
     from diffusers import VQModel
 
     from hit_decoder.common.data import EMBEDDED_TRAIN, embedded_photographs, random_crop_flip
+    from hit_decoder.common.seeding import seeded
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model = VQModel(**config).eval()
         gen = torch.Generator().manual_seed(seed)
         x = torch.stack([random_crop_flip(img, crop, 2 * crop, True, gen)
@@ -71,7 +71,8 @@ def write_vqgan(folder: Path, config: dict, seed: int = 0, crop: int = 64) -> Pa
 def untrained_validation(vqgan: Path) -> dict:
     """The run's validation metrics for the swapped model before its first batch (same seed, so the
     same initial decoder, and the same held-out crops)."""
-    from hit_decoder.common.data import build_data, make_val_loader
+    from hit_decoder.common.data import build_data
+    from hit_decoder.common.loaders import make_val_loader
     from hit_decoder.training import load_train_config
     from hit_decoder.training.evaluate import evaluate_reconstructions
     from hit_decoder.training.models import build_models

@@ -420,7 +420,7 @@ def _write_json(path: Path, data: dict) -> None:
 # ----------------------------------------------------------------------------- rendering
 def _meta(d: dict) -> str:
     return (f"{d['machine']}, {d['threads']} torch threads, torch {d['torch']}, {d['date']}; "
-            f"command `python benchmarks/quality.py {d['command']}`").replace(" `", " `")
+            f"command `python benchmarks/quality.py {d['command']}`")
 
 
 def _ci(s: dict, fmt: str) -> str:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from hit_decoder.common.seeding import seeded
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "sampler"
 CASES = ("reference", "fast", "windowed")
@@ -58,8 +60,7 @@ def build_gpt_prior(vocab: int, n_layer: int, n_embd: int, n_head: int, window: 
         "target": "taming.modules.transformer.mingpt.GPT",
         "params": dict(vocab_size=vocab, block_size=window * window, n_layer=n_layer, n_head=n_head, n_embd=n_embd),
     }
-    with torch.random.fork_rng(devices=[]), contextlib.redirect_stdout(io.StringIO()):  # taming prints its set-up
-        torch.manual_seed(0)  # in a fork: the caller's random state is left as it was
+    with seeded(0), contextlib.redirect_stdout(io.StringIO()):  # taming prints its set-up; the caller's RNG is kept
         model = Net2NetTransformer(gpt, first_stage, "__is_unconditional__", unconditional=True)
         torch.nn.init.normal_(model.transformer.pos_emb, std=0.02)  # taming starts it at zero
     return model.eval()
@@ -68,21 +69,15 @@ def build_gpt_prior(vocab: int, n_layer: int, n_embd: int, n_head: int, window: 
 def build_windowed_prior(vocab: int, n_layer: int, n_embd: int, n_head: int, neighbourhood: tuple[int, int]):
     from hit_decoder.prior import WindowedPrior
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded(0):
         return WindowedPrior(vocab, n_layer, n_head, n_embd, *neighbourhood).eval()
-
-
-def _vm_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def run_case(args: argparse.Namespace) -> dict:
     """One sample in this process (the ``--case`` child): timings, peak RSS rise, tokens."""
     import gc
+
+    from benchmarking import vm_kb
 
     from hit_decoder.sampling import sample_sliding_window
 
@@ -97,7 +92,7 @@ def run_case(args: argparse.Namespace) -> dict:
         kw["window"] = args.window
     sample_sliding_window(model, (args.window, args.window), **kw)  # warm-up (lazy set-up not counted)
     gc.collect()
-    base = _vm_kb("VmRSS")
+    base = vm_kb("VmRSS")
     clear = Path("/proc/self/clear_refs")
     if clear.exists():
         clear.write_text("5")  # reset VmHWM to the current RSS
@@ -111,7 +106,7 @@ def run_case(args: argparse.Namespace) -> dict:
     else:
         idx = sample_sliding_window(model, grid, **kw)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak = (_vm_kb("VmHWM") - base) / 1024 if clear.exists() else None
+    peak = (vm_kb("VmHWM") - base) / 1024 if clear.exists() else None
     return {"case": args.case, "grid": list(grid), "wall": wall, "cpu": cpu, "peak_mb": peak,
             "tokens": idx.reshape(-1).tolist(), "cache_mb": stats.get("cache_bytes", 0) / 2**20 if windowed else None,
             "cache_rows": stats.get("cache_rows"), "rounds": stats.get("rounds"),

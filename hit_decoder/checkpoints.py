@@ -1,4 +1,5 @@
-"""Reading checkpoints without running code from them, and loading them strictly.
+"""Reading checkpoints without running code from them (loaded strictly by
+:func:`~hit_decoder.metadata.load_state_strict`, re-exported here).
 
 A taming checkpoint is a Lightning ``.ckpt`` pickle. Unpickling a stranger's pickle can execute
 arbitrary code, so :func:`read_checkpoint` never does that unless asked:
@@ -23,14 +24,14 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from .metadata import load_state_strict
 from .serialization import strip_wrapper_prefixes
 
 __all__ = [
@@ -292,51 +293,3 @@ def first_stage_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
         n = len(FIRST_STAGE_PREFIX)
         return {k[n:]: v for k, v in state.items() if k.startswith(FIRST_STAGE_PREFIX)}
     return dict(state)
-
-
-def _component(key: str) -> str:
-    return key.split(".", 1)[0] if "." in key else "(model)"
-
-
-def _grouped(keys: Iterable[str], per_group: int = 12) -> str:
-    groups: dict[str, list[str]] = {}
-    for k in sorted(keys):
-        groups.setdefault(_component(k), []).append(k)
-    parts = []
-    for comp, ks in groups.items():
-        shown = ", ".join(ks[:per_group]) + (f", ... and {len(ks) - per_group} more" if len(ks) > per_group else "")
-        parts.append(f"    {comp} ({len(ks)}): {shown}")
-    return "\n".join(parts)
-
-
-def load_state_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str, *,
-                      include_loss: bool = False, ignore_prefixes: Iterable[str] = ()) -> None:
-    """Load ``state`` into ``model``; every key must match in name and shape.
-
-    ``loss.`` keys (taming checkpoints carry the discriminator and LPIPS) are skipped unless
-    ``include_loss``. Keys under ``ignore_prefixes`` (taming's ``ignore_keys``) are dropped from the
-    checkpoint and may stay missing in the model. Mismatches raise ``ValueError`` listing the keys
-    per component (encoder, decoder, quantize, quant_conv, post_quant_conv, ...).
-    """
-    ignore = tuple(ignore_prefixes) + (() if include_loss else ("loss.",))
-    wanted = {k: v for k, v in model.state_dict().items()}
-    given = {k: v for k, v in state.items() if not k.startswith(ignore)}
-    missing = [k for k in wanted if k not in given and not k.startswith(ignore)]
-    unexpected = [k for k in given if k not in wanted]
-    shapes = [f"{k}: checkpoint {tuple(given[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in wanted.items() if k in given and given[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        msg = [f"{source} does not match the model built from the config ({type(model).__name__}):"]
-        if missing:
-            msg.append(f"  missing keys (in the model, not in the checkpoint), {len(missing)}:\n{_grouped(missing)}")
-        if unexpected:
-            msg.append(f"  unexpected keys (in the checkpoint, not in the model), {len(unexpected)}:\n{_grouped(unexpected)}")
-        if shapes:
-            msg.append("  shape mismatches:\n    " + "\n    ".join(shapes[:20]))
-        msg.append(
-            "  Check that the config (ddconfig, n_embed, embed_dim, decoder) is the one this checkpoint was "
-            "trained with; a CNN-decoder checkpoint needs a taming VQModel/GumbelVQ config, a HiT one a "
-            "HiTVQModel/HiTGumbelVQ config."
-        )
-        raise ValueError("\n".join(msg))
-    model.load_state_dict(given, strict=False)

@@ -7,11 +7,28 @@ checked against each other). ``from_dict`` is strict: an unknown key raises, nam
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import operator
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HiTDecoderConfig"]
+__all__ = ["HiTDecoderConfig", "int_pair"]
+
+
+def int_pair(name: str, value: int | Sequence[int], minimum: int = 1) -> tuple[int, int]:
+    """``value`` (an int, or a pair ``(rows, cols)``) as a pair of ints ``>= minimum``; the one check
+    of a 2-D size or step argument (tile, overlap, window, shape, ...)."""
+    try:  # integers only (operator.index): 16.5 must not silently become 16, nor True become 1
+        items = (value, value) if not isinstance(value, Sequence) else tuple(value)
+        if any(isinstance(v, bool) for v in items):
+            raise TypeError
+        pair = tuple(operator.index(v) for v in items)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or min(pair) < minimum:
+        what = " (a positive int)" if minimum == 1 else ""
+        raise ValueError(f"{name} must be an int >= {minimum}{what} or a pair (rows, cols) of them, got {value!r}")
+    return pair  # type: ignore[return-value]
 
 
 def _as_int_tuple(name: str, value: Any) -> tuple[int, ...]:

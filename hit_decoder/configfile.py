@@ -6,7 +6,7 @@ merging of YAML layers and ``key=value`` overrides onto a dataclass schema (a mi
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,19 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["shipped_configs", "read_config_source", "strict_config", "require"]
+__all__ = ["shipped_configs", "read_config_source", "strict_config", "require", "plain"]
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (resolved), also inside mappings and sequences;
+    anything else unchanged."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def require(cond: bool, msg: str) -> None:

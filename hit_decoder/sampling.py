@@ -22,7 +22,6 @@ therefore draws the same token — the fast paths reorder and skip work without 
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from .config import int_pair
+
 __all__ = [
+    "CONDITIONING",
     "window_offset",
     "window_start",
     "default_window",
@@ -79,20 +81,11 @@ def window_start(p: int, n: int, win: int) -> int:
     return p - window_offset(p, n, win)
 
 
-def _as_pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    try:  # integers only (operator.index): 16.5 must not silently become 16, nor True become 1
-        items = (value, value) if not isinstance(value, Sequence) else tuple(value)
-        if any(isinstance(v, bool) for v in items):
-            raise TypeError
-        pair = tuple(operator.index(v) for v in items)
-    except TypeError:
-        pair = ()
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"{name} must be a positive int or a pair (rows, cols) of positive ints, got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
 # ----------------------------------------------------------------------------- conditioning
+#: the conditioning kinds of a prior: an SOS token (unconditional) or a class label
+CONDITIONING = ("unconditional", "class")
+
+
 def batch_of(cond_batch: int, batch_size: int | None) -> int:
     if batch_size is None:
         return cond_batch
@@ -245,7 +238,7 @@ class SamplingRequest:
 
     @staticmethod
     def pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-        return _as_pair(name, value)
+        return int_pair(name, value)
 
 
 class SamplingPrior(Protocol):
@@ -353,31 +346,44 @@ def sample_sliding_window(
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     prior = _prior_of(transformer)
-    shape = _as_pair("shape", shape)
+    shape = int_pair("shape", shape)
+    pick = _token_filter(temperature, top_k, top_p)
+    if max_cached_windows is not None and max_cached_windows < 1:
+        raise ValueError(f"max_cached_windows must be >= 1 or None, got {max_cached_windows}")
+    request = SamplingRequest(shape, cond, batch_size, _generator(generator, seed), pick, method, window,
+                              max_cached_windows, cache_rows, progress)
+    return prior.sample_grid(request)
+
+
+def _token_filter(temperature: float, top_k: int | None, top_p: float | None) -> _Filter:
+    """The checked logits filter of :func:`sample_sliding_window`."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 (or None to disable), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None to disable), got {top_p}")
-    if max_cached_windows is not None and max_cached_windows < 1:
-        raise ValueError(f"max_cached_windows must be >= 1 or None, got {max_cached_windows}")
+    return _Filter(float(temperature), top_k, top_p)
+
+
+def _generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator:
+    """The sampler's randomness: ``generator``, or a new one seeded with ``seed`` (fresh OS entropy
+    without either; never the global RNG)."""
     if generator is not None and seed is not None:
         raise ValueError("pass either generator= or seed=, not both")
-    if generator is None:
-        generator = torch.Generator()
-        if seed is not None:
-            generator.manual_seed(int(seed))
-        else:
-            generator.seed()  # fresh entropy from the OS, not the global RNG
-    request = SamplingRequest(shape, cond, batch_size, generator, _Filter(float(temperature), top_k, top_p),
-                              method, window, max_cached_windows, cache_rows, progress)
-    return prior.sample_grid(request)
+    if generator is not None:
+        return generator
+    generator = torch.Generator()
+    if seed is not None:
+        generator.manual_seed(int(seed))
+    else:
+        generator.seed()  # fresh entropy from the OS, not the global RNG
+    return generator
 
 
 def grid_shape_for(size: tuple[int, int], factor: int) -> tuple[int, int]:
     """Latent grid ``(H, W)`` for an image ``size = (height, width)`` at downsampling ``factor``."""
-    h, w = _as_pair("size", size)
+    h, w = int_pair("size", size)
     if h % factor or w % factor:
         raise ValueError(
             f"image size {h}x{w} is not a multiple of the model's downsampling factor {factor}; "

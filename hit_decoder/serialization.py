@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -14,9 +15,10 @@ from safetensors.torch import load_file, save_file
 from .config import HiTDecoderConfig
 from .decoder import HiTDecoder
 from .fileio import atomic_path
-from .metadata import check_weights_fit, metadata_json
+from .metadata import build_and_load, metadata_json
 
-__all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "FORMAT_DECODER", "RETIRED_DECODER_VERSIONS"]
+__all__ = ["save_decoder", "load_decoder", "strip_wrapper_prefixes", "portable_state", "write_safetensors",
+           "read_safetensors", "FORMAT_DECODER", "RETIRED_DECODER_VERSIONS"]
 
 FORMAT_DECODER = "hit-decoder/decoder"
 _FORMAT_VERSION = "2"
@@ -44,16 +46,29 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
+def portable_state(state: Mapping[str, torch.Tensor], drop: Callable[[str], bool] | None = None) -> dict[str, torch.Tensor]:
+    """``state`` as a file holds it: wrapper prefixes stripped, keys for which ``drop`` is true left
+    out, tensors detached to contiguous CPU copies."""
+    return {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(dict(state)).items()
+            if drop is None or not drop(k)}
+
+
+def write_safetensors(path: str | os.PathLike, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str], *,
+                      drop: Callable[[str], bool] | None = None) -> Path:
+    """The one safetensors writer: :func:`portable_state` of ``state`` with ``metadata``, written to
+    ``path`` atomically (a temporary name, then a rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(portable_state(state, drop), str(tmp), metadata=dict(metadata))
+    return path
+
+
 def save_decoder(decoder: HiTDecoder, path: str | os.PathLike) -> Path:
     """Write ``decoder`` (config + weights) to ``path`` (``.safetensors``) atomically."""
     if not isinstance(decoder, HiTDecoder):
         raise TypeError(f"save_decoder expects a HiTDecoder, got {type(decoder).__name__}")
-    state = {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(decoder.state_dict()).items()}
     meta = {"format": FORMAT_DECODER, "version": _FORMAT_VERSION, "config": json.dumps(decoder.config.to_dict())}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-    return path
+    return write_safetensors(path, decoder.state_dict(), meta)
 
 
 def read_safetensors(path: str | os.PathLike, expected_format: str, version: str | tuple[str, ...] = "1",
@@ -112,9 +127,4 @@ def load_decoder(path: str | os.PathLike, map_location: str | torch.device = "cp
         config = HiTDecoderConfig.from_dict(metadata_json(meta, "config", path))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: its metadata 'config' is not a valid decoder config ({exc})") from None
-    check_weights_fit(lambda: HiTDecoder(config), state, path)  # before anything is allocated
-    decoder = HiTDecoder(config)
-    missing, unexpected = decoder.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match its config; missing keys {missing}, unexpected keys {unexpected}")
-    return decoder.to(map_location)
+    return build_and_load(lambda: HiTDecoder(config), state, path).to(map_location)  # shapes checked before allocating

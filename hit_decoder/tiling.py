@@ -31,14 +31,9 @@ from fractions import Fraction
 
 import torch
 
+from .config import int_pair
+
 __all__ = ["TileGeometry", "Tile", "tile_starts", "plan_tiles", "ramp", "decode_tiled", "hit_tile_geometry", "hit_dependency"]
-
-
-def _pair(name: str, value: int | Sequence[int], minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
-    if len(pair) != 2 or min(pair) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum} or a pair (rows, cols) of them, got {value!r}")
-    return pair  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -88,9 +83,9 @@ def plan_tiles(
     margin: int | Sequence[int] = 0, align: int | Sequence[int] = 1,
 ) -> list[Tile]:
     """All tiles of a latent grid ``shape = (H, W)``, row-major (sizes in codes)."""
-    H, W = _pair("shape", shape, 1)
-    (th, tw), (oh, ow) = _pair("tile", tile, 1), _pair("overlap", overlap, 0)
-    (mh, mw), (ah, aw) = _pair("margin", margin, 0), _pair("align", align, 1)
+    H, W = int_pair("shape", shape, 1)
+    (th, tw), (oh, ow) = int_pair("tile", tile, 1), int_pair("overlap", overlap, 0)
+    (mh, mw), (ah, aw) = int_pair("margin", margin, 0), int_pair("align", align, 1)
     for name, t, o in (("rows", th, oh), ("cols", tw, ow)):
         if o >= t:
             raise ValueError(f"overlap ({o}) must be smaller than the tile ({t}) along {name}; "
@@ -134,8 +129,6 @@ def decode_tiled(
     overlap: int | Sequence[int] = 0,
     margin: int | Sequence[int] = 0,
     align: int | Sequence[int] = 1,
-    factor: int | None = None,
-    out_device: torch.device | str | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Decode ``z (B, C, H, W)`` tile by tile with ``decode_fn`` (``(B, C, h, w) -> (B, 3, h f, w f)``).
@@ -145,9 +138,6 @@ def decode_tiled(
         overlap: codes shared by neighbouring tiles, blended with linear ramps.
         margin: extra codes of context decoded on every side of a tile and then discarded.
         align: context windows start at multiples of this many codes (see :func:`hit_tile_geometry`).
-        factor: pixels per code; inferred from the first tile when ``None`` (checked if given).
-        out_device: device of the output canvas (default: ``z``'s), e.g. ``"cpu"`` to decode on a
-            GPU into host memory.
         progress: show a progress bar over the tiles.
 
     Returns the image ``(B, 3, H f, W f)``.
@@ -157,10 +147,10 @@ def decode_tiled(
     _check_latent(z)
     B, _, H, W = z.shape
     tiles = plan_tiles((H, W), tile, overlap=overlap, margin=margin, align=align)
-    (oh, ow) = _pair("overlap", overlap, 0)
-    out_device = z.device if out_device is None else torch.device(out_device)
+    (oh, ow) = int_pair("overlap", overlap, 0)
+    out_device = z.device
     canvas = row_w = col_w = None
-    f = factor
+    f = None
     for t in tqdm(tiles, desc="decoding tiles", disable=not progress, leave=False):
         (rs, cs), (rc, cc) = t.out, t.ctx
         img = decode_fn(z[:, :, rc, cc])  # (B, 3, ctx_h f, ctx_w f)

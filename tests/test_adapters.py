@@ -346,6 +346,20 @@ def test_swap_rejects_decoders_that_do_not_fit(shipped):
         A.swap_decoder(nn.Linear(2, 2), TINY_HIT)
 
 
+def test_decoder_yaml_mistakes_read_the_same_through_the_adapters(tmp_path):
+    """The adapters resolve decoder sources through the registry's one resolver: a broken or missing
+    YAML file is the same one-line error there, and a YAML without z_channels takes the model's."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels: [16, 8\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        A.resolve_decoder_config(bad, 8, 2, 3)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        A.resolve_decoder_config(tmp_path / "missing.yaml", 8, 2, 3)
+    no_z = tmp_path / "no_z.yaml"
+    OmegaConf.save(OmegaConf.create(TINY_HIT), no_z)
+    assert A.resolve_decoder_config(no_z, 8, 2, 3) == HiTDecoderConfig(**{**TINY_HIT, "z_channels": 8})
+
+
 def _n2n(first_stage_config: dict, cond: dict | str, vocab: int = 32) -> Net2NetTransformer:
     cfg = {"target": "taming.models.cond_transformer.Net2NetTransformer", "params": {
         "first_stage_config": first_stage_config, "cond_stage_config": cond,

@@ -73,6 +73,28 @@ def test_config_round_trips_through_dict_and_yaml(tmp_path):
     assert load_decoder_config(OmegaConf.create(TINY)) == cfg
 
 
+def test_one_resolver_fills_the_model_interface_the_same_for_every_source(tmp_path):
+    """A model's interface fields replace a preset's values and fill in what a mapping or YAML file
+    leaves out; a value the mapping or file sets is kept (the adapters check it fits); overrides win."""
+    iface = {"z_channels": 12, "out_channels": 1}
+    preset = load_decoder_config("hit-1m-f16", interface=iface)
+    assert (preset.z_channels, preset.out_channels) == (12, 1)
+    assert preset.replace(z_channels=256, out_channels=3) == get_decoder_config("hit-1m-f16")
+    no_z = {k: v for k, v in TINY.items() if k != "z_channels"}
+    path = tmp_path / "no_z.yaml"
+    OmegaConf.save(OmegaConf.create(no_z), path)
+    for source in (no_z, OmegaConf.create(no_z), path, str(path)):
+        assert load_decoder_config(source, interface=iface) == HiTDecoderConfig.from_dict({**no_z, **iface})
+    assert load_decoder_config(TINY, interface=iface).z_channels == 4  # set by the mapping: kept
+    assert load_decoder_config(TINY, interface=iface, z_channels=8).z_channels == 8  # overrides win
+    cfg = HiTDecoderConfig.from_dict(TINY)
+    assert load_decoder_config(cfg, interface=iface) is cfg  # a config object is taken as it is
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("channels: [16, 8\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_decoder_config(bad, interface=iface)
+
+
 def test_save_and_load_decoder_bit_exact(tmp_path):
     torch.manual_seed(0)
     dec = create_decoder(TINY).eval()
@@ -133,7 +155,7 @@ def test_inference_chunk_tokens_is_a_runtime_setting_not_architecture(tmp_path):
 
 
 def test_weight_decay_groups_follow_no_weight_decay():
-    from hit_decoder.training.module import weight_decay_groups
+    from hit_decoder.training.steps import weight_decay_groups
 
     dec = create_decoder(TINY)
     params = list(dec.parameters())

@@ -13,12 +13,11 @@ from hit_decoder.common.data import (
     EMBEDDED_TRAIN,
     EMBEDDED_VAL,
     ImageFileDataset,
-    StepBatchSampler,
     build_data,
-    collate,
     list_images,
     read_file_list,
 )
+from hit_decoder.common.loaders import StepBatchSampler, collate
 from support import write_image_folder
 
 

@@ -23,7 +23,7 @@ from hit_decoder.training.losses import (
     reconstruction_loss,
     vq_loss,
 )
-from hit_decoder.training.module import warmup_lr
+from hit_decoder.training.steps import warmup_lr
 
 
 def test_reconstruction_loss_hand_values():

@@ -202,6 +202,8 @@ def test_bad_tiling_arguments(hit):
         (dict(tile=4, overlap=4), "overlap \\(4\\) must be smaller than the tile \\(4\\)"),
         (dict(tile=4, margin=-1), "margin must be an int >= 0"),
         (dict(tile=4, align=0), "align must be an int >= 1"),
+        (dict(tile=4.5), "tile must be an int >= 1"),  # not silently 4 (one size check with the sampler's)
+        (dict(tile=(4, True)), "tile must be an int >= 1"),
     ]:
         with pytest.raises(ValueError, match=msg):
             decode_tiled(hit, z, **kwargs)

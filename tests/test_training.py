@@ -14,7 +14,8 @@ import torch
 import hit_decoder.adapters as adapters
 from hit_decoder import load_decoder
 from hit_decoder.cli import main
-from hit_decoder.common.data import build_data, collate, make_val_loader
+from hit_decoder.common.data import build_data
+from hit_decoder.common.loaders import collate, make_val_loader
 from hit_decoder.common.seeding import seeded
 from hit_decoder.training import run_training, train_config_from_dict
 from hit_decoder.training.evaluate import evaluate_reconstructions

@@ -21,18 +21,16 @@ from typing import Any
 
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import save_file
 
+from hit_decoder.configfile import plain
 from hit_decoder.fileio import atomic_path
-from hit_decoder.metadata import check_weights_fit, metadata_json
-from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, read_safetensors, strip_wrapper_prefixes
+from hit_decoder.metadata import build_and_load, metadata_json
+from hit_decoder.serialization import RETIRED_DECODER_VERSIONS, portable_state, read_safetensors, write_safetensors
 
 from taming.models.vqgan import VQModel
 
-from ..checkpoints import load_state_strict
 from ..targets import check_targets
 from .loading import build_vqmodel, resolve_model_config, taming_config
-from .models import plain
 
 __all__ = ["save_vqmodel", "load_vqmodel", "export_taming", "FORMAT_VQMODEL", "TAMING_BASE_LR"]
 
@@ -42,19 +40,16 @@ _FORMAT_VERSION = "2"  # 2: the v2 (seam-free) HiT decoder; version-1 files hold
 TAMING_BASE_LR = 4.5e-6
 
 
-def _model_state(model: VQModel) -> dict[str, torch.Tensor]:
-    state = strip_wrapper_prefixes(model.state_dict())
-    return {k: v.detach().cpu().contiguous() for k, v in state.items() if not k.startswith("loss.")}
+def _is_loss(key: str) -> bool:
+    """Loss weights (discriminator, LPIPS) are never written."""
+    return key.startswith("loss.")
 
 
 def save_vqmodel(model: VQModel, path: str | os.PathLike) -> Path:
     """Write ``model`` (config + weights, no loss) to ``path`` (``.safetensors``) atomically."""
     config = taming_config(model)
     meta = {"format": FORMAT_VQMODEL, "version": _FORMAT_VERSION, "config": json.dumps(config)}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(_model_state(model), str(tmp), metadata=meta)
-    return path
+    return write_safetensors(path, model.state_dict(), meta, drop=_is_loss)
 
 
 def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> VQModel:
@@ -62,9 +57,7 @@ def load_vqmodel(path: str | os.PathLike, map_location: str | torch.device = "cp
     state, meta = read_safetensors(path, FORMAT_VQMODEL, _FORMAT_VERSION, RETIRED_DECODER_VERSIONS)
     config = metadata_json(meta, "config", path)
     resolved = resolve_model_config(config, source=f"{path} (metadata 'config')")
-    check_weights_fit(lambda: build_vqmodel(resolved, with_loss=False), state, path, ("loss.",))
-    model = build_vqmodel(resolved, with_loss=False)
-    load_state_strict(model, state, str(path))
+    model = build_and_load(lambda: build_vqmodel(resolved, with_loss=False), state, path, ignore_prefixes=("loss.",))
     return model.to(map_location).eval()
 
 
@@ -80,7 +73,7 @@ def export_taming(model: VQModel, ckpt_path: str | os.PathLike, yaml_path: str |
         check_targets(config["params"]["lossconfig"], "lossconfig", "export_taming")
     ckpt_path, yaml_path = Path(ckpt_path), Path(yaml_path)
     with atomic_path(ckpt_path) as tmp:
-        torch.save({"state_dict": _model_state(model)}, tmp)
+        torch.save({"state_dict": portable_state(model.state_dict(), drop=_is_loss)}, tmp)
     doc = {"model": {"base_learning_rate": TAMING_BASE_LR, **config}}
     header = ("# taming-transformers model config written by hit-decoder (export_taming).\n"
               f"# Weights: {ckpt_path.name} (a Lightning-style checkpoint holding only 'state_dict').\n")

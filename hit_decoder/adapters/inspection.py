@@ -53,7 +53,7 @@ def _describe_vq(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         levels = _count(state, r"encoder\.down\.(\d+)\.")
         conv_out = _shape(state, "encoder.conv_out.weight")
         vq["encoder"] = {"ch": conv_in[0], "in_channels": conv_in[1], "levels": levels,
-                         "downsampling_factor": 2 ** (levels - 1),
+                         "downsampling_factor": downsample_factor(levels),
                          "out_channels": conv_out[0] if conv_out else None}
     if (emb := _shape(state, "quantize.embedding.weight")) is not None:
         vq["codebook"] = {"kind": "VectorQuantizer2", "size": emb[0], "dim": emb[1]}

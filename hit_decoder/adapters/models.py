@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 
 from hit_decoder.config import HiTDecoderConfig
+from hit_decoder.configfile import plain
 from hit_decoder.decoder import HiTDecoder
-from hit_decoder.registry import get_decoder_config, list_decoders, load_decoder_config, preset_name
+from hit_decoder.registry import DecoderSource, get_decoder_config, list_decoders, load_decoder_config
 
 from taming.main import instantiate_from_config
 from taming.models.vqgan import GumbelVQ, VQModel
@@ -53,17 +52,6 @@ DDCONFIG_KEYS = frozenset({
 })
 _DDCONFIG_REQUIRED = ("z_channels", "resolution", "in_channels", "out_ch", "ch", "ch_mult", "num_res_blocks",
                       "attn_resolutions")
-
-
-def plain(value: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (resolved); anything else unchanged."""
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    if isinstance(value, Mapping):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def check_ddconfig(ddconfig: Any) -> dict[str, Any]:
@@ -110,31 +98,19 @@ def check_decoder_fits(cfg: HiTDecoderConfig, z_channels: int, factor: int, out_
         )
 
 
-def resolve_decoder_config(spec: str | os.PathLike | Mapping[str, Any] | HiTDecoderConfig, z_channels: int,
-                           factor: int, out_channels: int | None = None, /, **overrides: Any) -> HiTDecoderConfig:
+def resolve_decoder_config(spec: DecoderSource, z_channels: int, factor: int, out_channels: int | None = None, /,
+                           **overrides: Any) -> HiTDecoderConfig:
     """The decoder config for a VQ model with the given interface.
 
     The interface fields ``z_channels`` and ``out_channels`` are filled in from the model when the
-    spec is a preset name or a mapping without them; a spec that sets them differently, or that
+    spec is a preset name or a mapping / YAML file without them (see
+    :func:`~hit_decoder.registry.load_decoder_config`); a spec that sets them differently, or that
     upsamples by the wrong factor, raises ``ValueError`` saying what would fit. The model's values
     are positional-only, so ``overrides`` may name ``z_channels`` too (checked like any other spec).
     """
     interface = {"z_channels": z_channels, **({} if out_channels is None else {"out_channels": out_channels})}
     label = repr(str(spec)) if isinstance(spec, (str, os.PathLike)) else "config"
-    spec = preset_name(spec) if isinstance(spec, str) else spec
-    if isinstance(spec, (str, os.PathLike)) and str(spec) not in list_decoders() \
-            and Path(spec).suffix in (".yaml", ".yml"):
-        if not Path(spec).is_file():
-            raise FileNotFoundError(f"decoder config file {spec} does not exist")
-        spec = OmegaConf.load(Path(spec))
-    if isinstance(spec, str) and spec in list_decoders():
-        cfg = load_decoder_config(spec, **{**interface, **overrides})
-    elif isinstance(spec, Mapping) or OmegaConf.is_config(spec):
-        data = plain(spec)
-        fill = {k: v for k, v in interface.items() if k not in data and k not in overrides}
-        cfg = load_decoder_config(data, **{**fill, **overrides})
-    else:
-        cfg = load_decoder_config(spec, **overrides)
+    cfg = load_decoder_config(spec, interface=interface, **overrides)
     check_decoder_fits(cfg, z_channels, factor, out_channels, label)
     return cfg
 

@@ -10,13 +10,12 @@ from typing import Any
 
 from torch import nn
 
+from hit_decoder.sampling import CONDITIONING
+
 from taming.models.cond_transformer import Net2NetTransformer
 from taming.modules.discriminator.model import NLayerDiscriminator, weights_init
 
-__all__ = ["build_discriminator", "build_net2net", "CONDITIONING_KINDS"]
-
-#: conditioning kinds of :func:`build_net2net`
-CONDITIONING_KINDS = ("unconditional", "class")
+__all__ = ["build_discriminator", "build_net2net"]
 
 
 def build_discriminator(channels: int, layers: int, actnorm: bool) -> nn.Module:
@@ -58,7 +57,7 @@ def build_net2net(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dic
                                       "params": {"n_classes": int(conditioning["n_classes"])}},
                                      cond_stage_key="class_label")
         else:
-            raise ValueError(f"conditioning kind must be one of {CONDITIONING_KINDS}, got {kind!r}")
+            raise ValueError(f"conditioning kind must be one of {CONDITIONING}, got {kind!r}")
     nn.Module.train(first_stage, False).requires_grad_(False)  # also when a prior was built over it before
     net.first_stage_model = first_stage
     return net

@@ -5,6 +5,7 @@ here (this package module is not itself a command)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 
@@ -21,6 +22,45 @@ def add_unsafe_pickle_flag(p: argparse.ArgumentParser, what: str = "the checkpoi
     p.add_argument("--allow-unsafe-pickle", action="store_true",
                    help=f"allow full unpickling of {what} if the safe loader cannot read it (can run code from the "
                         "file: trusted files only; a config cannot ask for this)")
+
+
+def add_model_source_arguments(p: argparse.ArgumentParser) -> None:
+    """The VQ model a command decodes with: ``--model`` (a library file or a diffusers folder), or a
+    taming VQGAN as ``--vqgan-config`` + ``--vqgan-ckpt`` (with ``--allow-unsafe-pickle``)."""
+    p.add_argument("--model", default=None, help="library-format VQ model file (a training run's "
+                   "export/model.safetensors), or a diffusers VQModel folder (needs the diffusers extra)")
+    p.add_argument("--vqgan-config", default=None, help="taming YAML (instead of --model)")
+    p.add_argument("--vqgan-ckpt", default=None, help="taming checkpoint (with --vqgan-config)")
+    add_unsafe_pickle_flag(p, "--vqgan-ckpt")
+
+
+def check_model_source(args: argparse.Namespace, ckpt_is: str) -> None:
+    """Exactly one model source; ``ckpt_is`` says what ``--vqgan-ckpt`` is for, in the error."""
+    if (args.model is None) == (args.vqgan_config is None):
+        raise ValueError("give either --model FILE, or --vqgan-config YAML with --vqgan-ckpt CKPT")
+    if args.vqgan_config is not None and args.vqgan_ckpt is None:
+        raise ValueError(f"--vqgan-config needs --vqgan-ckpt ({ckpt_is})")
+
+
+def load_model_source(args: argparse.Namespace, map_location: str = "cpu") -> Any:
+    """The VQ model of :func:`add_model_source_arguments` (checked by :func:`check_model_source`)."""
+    from hit_decoder import adapters
+
+    if args.model is not None:
+        return adapters.load_model(args.model, map_location=map_location)  # a library file, or a diffusers folder / file
+    return adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
+
+
+def run_config_job(args: argparse.Namespace, load: Callable[..., Any], run: Callable[..., Any]) -> Any:
+    """A config-driven job (:func:`add_config_arguments`): ``load(config, overrides)``, then either
+    print the merged config (``--print-config``; returns ``None``) or ``run`` it with logging set up
+    and return its result."""
+    cfg = load(args.config, args.overrides)
+    if args.print_config:
+        print_config(cfg)
+        return None
+    setup_logging()
+    return run(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle)
 
 
 def print_config(cfg: Any) -> None:

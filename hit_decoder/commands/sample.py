@@ -6,6 +6,8 @@ import argparse
 
 from hit_decoder.memory import available_memory
 
+from . import add_model_source_arguments, check_model_source, load_model_source
+
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"512x1024"`` -> ``(512, 1024)`` (height x width); ``"512"`` -> ``(512, 512)``."""
@@ -30,11 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "VQ model the prior was trained on. Writes "
         "s<seed>_<k>.png and s<seed>_<k>.npy (the code grid, int64 HxW) per sample and samples.json.",
     )
-    p.add_argument("--model", default=None, help="library-format VQ model file (a training run's export/model.safetensors), "
-                   "or a diffusers VQModel folder (needs the diffusers extra)")
-    p.add_argument("--vqgan-config", default=None, help="taming YAML (instead of --model)")
-    p.add_argument("--vqgan-ckpt", default=None, help="taming checkpoint (with --vqgan-config)")
-    p.add_argument("--allow-unsafe-pickle", action="store_true", help="allow full unpickling (trusted files only)")
+    add_model_source_arguments(p)
     p.add_argument("--prior", required=True, help="prior file (prior.safetensors from `hit-decoder train-prior`)")
     p.add_argument("--size", required=True, type=parse_size, help="image size HEIGHTxWIDTH in pixels, e.g. 512x1024")
     p.add_argument("--class", dest="class_label", default=None, help="class id or name (class-conditional priors)")
@@ -96,10 +94,7 @@ def check_memory(size: tuple[int, int], batch: int, tile_px: int | None, channel
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.model is None) == (args.vqgan_config is None):
-        raise ValueError("give either --model FILE, or --vqgan-config YAML with --vqgan-ckpt CKPT")
-    if args.vqgan_config is not None and args.vqgan_ckpt is None:
-        raise ValueError("--vqgan-config needs --vqgan-ckpt (the model the prior was trained on)")
+    check_model_source(args, "the model the prior was trained on")
     if args.batch < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
@@ -114,53 +109,29 @@ def run(args: argparse.Namespace) -> int:
         return _sample(args, stage)
 
 
-def _sample(args: argparse.Namespace, stage) -> int:  # stage: StagedOutputs
-    import json
-    import secrets
+def _grid_and_tile(args: argparse.Namespace, info: dict, f: int) -> tuple[tuple[int, int], int | None]:
+    """The code grid of ``--size`` at factor ``f`` (checked against a GPT prior's window) and ``--tile``
+    in codes (``None``: decode whole)."""
+    from hit_decoder.sampling import grid_shape_for
 
-    import numpy as np
-    import torch
-
-    from hit_decoder import adapters
-    from hit_decoder.adapters import decode_codes
-    from hit_decoder.images import save_png, tensor_to_pil
-    from hit_decoder.precision import decode_precision
-    from hit_decoder.prior import load_prior, read_prior
-    from hit_decoder.sampling import grid_shape_for, sample_sliding_window
-
-    if args.vqgan_config is not None:
-        adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
-    prior_file = read_prior(args.prior)  # read once; format and metadata checked before the models are loaded
-    info = prior_file.info
-    label = _class_id(args.class_label, info["conditioning"])
-    if args.model is not None:
-        vq = adapters.load_model(args.model, map_location=args.device)  # a library file, or a diffusers folder / file
-    else:
-        vq = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
-    f = adapters.downsample_factor(vq)
     grid = grid_shape_for(args.size, f)
-    windowed = "architecture" in info  # a windowed prior samples any grid; a GPT prior needs its window
     wh, ww = info["window"]
-    if not windowed and (grid[0] < wh or grid[1] < ww):
+    if "architecture" not in info and (grid[0] < wh or grid[1] < ww):  # a windowed prior samples any grid
         raise ValueError(f"--size {args.size[0]}x{args.size[1]} is below the prior's {wh}x{ww}-code window "
                          f"({wh * f}x{ww * f} px at f{f}); sample at least that size")
-    tile = None
-    if args.tile is not None:
-        if args.tile < f or args.tile % f:
-            raise ValueError(f"--tile {args.tile} must be a positive multiple of the model's factor {f} (pixels)")
-        tile = args.tile // f
-    dec = vq.decoder
-    check_memory(args.size, args.batch, args.tile,
-                 dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
-    prior = load_prior(prior_file, vq, map_location=args.device)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
-                                top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
-                                window=None if windowed else (wh, ww))  # (B, h, w)
-    with torch.no_grad():
-        with decode_precision(args.precision, args.device):
-            images = decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
-    out = stage.dir
+    if args.tile is None:
+        return grid, None
+    if args.tile < f or args.tile % f:
+        raise ValueError(f"--tile {args.tile} must be a positive multiple of the model's factor {f} (pixels)")
+    return grid, args.tile // f
+
+
+def _write_samples(out, seed: int, idx, images) -> list[str]:
+    """``s<seed>_<k>.png`` and the code grid ``s<seed>_<k>.npy`` (int64) per sample; their stems."""
+    import numpy as np
+
+    from hit_decoder.images import save_png, tensor_to_pil
+
     files = []
     for k in range(idx.shape[0]):
         stem = out / f"s{seed}_{k:03d}"
@@ -168,11 +139,46 @@ def _sample(args: argparse.Namespace, stage) -> int:  # stage: StagedOutputs
         with open(stem.with_suffix(".npy"), "wb") as fh:
             np.save(fh, idx[k].cpu().numpy().astype(np.int64))
         files.append(stem.name)
-    context = {"neighbourhood": info["architecture"]} if windowed else {"window": [wh, ww]}
+    return files
+
+
+def _sample(args: argparse.Namespace, stage) -> int:
+    import json
+    import secrets
+
+    import torch
+
+    from hit_decoder import adapters
+    from hit_decoder.precision import decode_precision
+    from hit_decoder.prior import load_prior, read_prior
+    from hit_decoder.sampling import sample_sliding_window
+
+    if args.vqgan_config is not None:
+        adapters.resolve_model_config(args.vqgan_config)  # allowlist check before anything else is read
+    prior_file = read_prior(args.prior)  # read once; format and metadata checked before the models are loaded
+    info = prior_file.info
+    label = _class_id(args.class_label, info["conditioning"])
+    vq = load_model_source(args, map_location=args.device)
+    f = adapters.downsample_factor(vq)
+    grid, tile = _grid_and_tile(args, info, f)
+    windowed = "architecture" in info  # a windowed prior samples any grid; a GPT prior needs its window
+    dec = vq.decoder
+    check_memory(args.size, args.batch, args.tile,
+                 dec.config.channels[-1] if hasattr(dec, "config") else int(dec.conv_out.in_channels))
+    prior = load_prior(prior_file, vq, map_location=args.device)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    idx = sample_sliding_window(prior, grid, cond=label, batch_size=args.batch, temperature=args.temperature,
+                                top_k=args.top_k, top_p=args.top_p, seed=seed, method=args.method,
+                                window=None if windowed else tuple(info["window"]))  # (B, h, w)
+    with torch.no_grad():
+        with decode_precision(args.precision, args.device):
+            images = adapters.decode_codes(vq, idx, tile=tile, progress=tile is not None).float().cpu()  # (B, 3, H, W)
+    files = _write_samples(stage.dir, seed, idx, images)
+    context = {"neighbourhood": info["architecture"]} if windowed else {"window": list(info["window"])}
     summary = {"seed": seed, "size": list(args.size), "grid": list(grid), **context, "class": label,
                "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p, "method": args.method,
                "tile_px": args.tile, "prior": str(args.prior), "model": args.model or args.vqgan_ckpt, "samples": files}
-    (out / "samples.json").write_text(json.dumps(summary, indent=2))
+    (stage.dir / "samples.json").write_text(json.dumps(summary, indent=2))
     print(f"seed {seed}: {len(files)} sample(s) of {args.size[0]}x{args.size[1]} px ({grid[0]}x{grid[1]} codes) "
           f"in {stage.folder}")
     return 0

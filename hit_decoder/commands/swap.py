@@ -71,9 +71,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from hit_decoder import adapters
+    from hit_decoder.common.seeding import seeded
     from hit_decoder.fileio import staged_outputs
     from hit_decoder.flops import count_parameters
     from hit_decoder.registry import load_decoder_config
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("no weights to keep: pass --vqgan-ckpt (or give the config a ckpt_path)")
         model = adapters.load_vqgan(args.vqgan_config, args.vqgan_ckpt, allow_unsafe_pickle=args.allow_unsafe_pickle)
         old = type(model.decoder).__name__, count_parameters(model.decoder)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
+        with seeded(args.seed):
             adapters.swap_decoder(model, args.decoder, **overrides)
         out = stage.dir
         written = []
@@ -123,16 +121,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_diffusers(args: argparse.Namespace, overrides: dict, out) -> list:
     """Swap the decoder of a diffusers VQModel and write its outputs into ``out``; returns the paths."""
-    import torch
-
     from hit_decoder.adapters import codebook_size, diffusers_adapter
+    from hit_decoder.common.seeding import seeded
     from hit_decoder.flops import count_parameters
 
     hd = diffusers_adapter()
     model = hd.load_vqmodel(args.diffusers_model)
     old = type(model.decoder).__name__, count_parameters(model.decoder)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
+    with seeded(args.seed):
         hd.swap_decoder(model, args.decoder, **overrides)
     written = []
     if args.format in ("both", "library"):

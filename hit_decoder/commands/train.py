@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_arguments, add_unsafe_pickle_flag, print_config, setup_logging
+from . import add_config_arguments, add_unsafe_pickle_flag, run_config_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,10 +37,7 @@ def report(result) -> None:  # result: TrainResult (kept import-free)
 def run(args: argparse.Namespace) -> int:
     from hit_decoder.training import load_train_config, run_training
 
-    cfg = load_train_config(args.config, args.overrides)
-    if args.print_config:
-        print_config(cfg)
-        return 0
-    setup_logging()
-    report(run_training(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle))
+    result = run_config_job(args, load_train_config, run_training)
+    if result is not None:
+        report(result)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_arguments, add_unsafe_pickle_flag, print_config, setup_logging
+from . import add_config_arguments, add_unsafe_pickle_flag, run_config_job
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from hit_decoder.prior import load_prior_config, train_prior
 
-    cfg = load_prior_config(args.config, args.overrides)
-    if args.print_config:
-        print_config(cfg)
+    result = run_config_job(args, load_prior_config, train_prior)
+    if result is None:
         return 0
-    setup_logging()
-    result = train_prior(cfg, allow_unsafe_pickle=args.allow_unsafe_pickle)
     first, last = result.losses[: 10], result.losses[-10:]
     if first and last:
         print(f"trained {result.batches_done} batches; loss {sum(first) / len(first):.3f} (first {len(first)}) -> "

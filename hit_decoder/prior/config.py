@@ -8,12 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..configfile import check_devices, read_config_source, require, shipped_configs, strict_config
+from ..sampling import CONDITIONING  # conditioning kinds a prior can have (one table for the prior and the adapters)
 
 __all__ = ["PriorConfig", "FirstStageConfig", "GPTShape", "WindowedShape", "ARCHITECTURES", "PriorDataConfig", "PriorOptim",
            "PriorTrainer", "CONDITIONING", "validate_prior_config", "shipped_prior_configs", "load_prior_config"]
 
-#: conditioning kinds a prior can have (``adapters.build_net2net`` builds them)
-CONDITIONING = ("unconditional", "class")
 #: prior architectures: taming's minGPT over crop windows, or the windowed prior (:mod:`.windowed`)
 ARCHITECTURES = ("gpt", "windowed")
 

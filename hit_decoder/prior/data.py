@@ -85,7 +85,7 @@ def encode_grids(vq: nn.Module, cfg: PriorDataConfig, class_ids: bool) -> tuple[
 
 class CodeCropDataset(torch.utils.data.Dataset):
     """Random ``crop x crop`` windows of code grids; the crop of stream position ``p`` is a pure
-    function of ``(seed, p)`` (keys come from :class:`~hit_decoder.common.data.StepBatchSampler`)."""
+    function of ``(seed, p)`` (keys come from :class:`~hit_decoder.common.loaders.StepBatchSampler`)."""
 
     def __init__(self, grids: list[torch.Tensor], labels: list[int], crop: int, seed: int, crops_per_grid: int) -> None:
         self.grids, self.labels, self.crop, self.seed = grids, labels, crop, seed

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
-from ..metadata import check_weights_fit
-from ..serialization import read_safetensors, strip_wrapper_prefixes
+from ..metadata import build_and_load
+from ..serialization import read_safetensors, write_safetensors
 from .windowed import WindowedPrior
 
 __all__ = ["FORMAT_PRIOR", "PriorFile", "build_prior", "save_prior", "read_prior", "prior_info", "load_prior",
@@ -26,6 +25,13 @@ FORMAT_PRIOR = "hit-decoder/prior"
 #: format versions: "1" taming GPT priors (unchanged), "2" windowed priors (an ``architecture`` section)
 _FORMAT_VERSION = "1"
 _WINDOWED_VERSION = "2"
+#: key suffix of the causal-mask buffers, which files leave out (rebuilt from the config)
+_MASK = "attn.mask"
+
+
+def _weights(net: nn.Module) -> nn.Module:
+    """The part of a prior its file holds the weights of: a windowed prior, or a taming prior's GPT."""
+    return net if isinstance(net, WindowedPrior) else net.transformer
 
 
 def build_prior(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dict[str, Any],
@@ -49,18 +55,11 @@ def build_prior(first_stage: nn.Module, gpt: dict[str, Any], conditioning: dict[
 def save_prior(net: nn.Module, path: str | os.PathLike, info: dict[str, Any]) -> Path:
     """Write the weights of ``net`` (a taming GPT's, or a windowed prior's) and ``info`` (see
     :func:`prior_info`) atomically."""
-    from safetensors.torch import save_file
-
     windowed = isinstance(net, WindowedPrior)
-    weights = net.state_dict() if windowed else net.transformer.state_dict()
-    state = {k: v.detach().cpu().contiguous() for k, v in strip_wrapper_prefixes(weights).items()
-             if not k.endswith("attn.mask")}  # the causal masks are rebuilt from the config
+    weights = _weights(net).state_dict()
     meta = {"format": FORMAT_PRIOR, "version": _WINDOWED_VERSION if windowed else _FORMAT_VERSION,
             "info": json.dumps(info)}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
-    return path
+    return write_safetensors(path, weights, meta, drop=lambda k: k.endswith(_MASK))  # masks: rebuilt from the config
 
 
 _INFO_KEYS = {"gpt": {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "embd_pdrop", "resid_pdrop",
@@ -164,14 +163,8 @@ def load_prior(source: str | os.PathLike | PriorFile, first_stage: nn.Module,
             f"would decode to other images; sample with the VQ model the prior was trained on ({expected.get('source')})"
         )
     args = (first_stage, info["gpt"], info["conditioning"], info.get("architecture"))
-    weights = lambda net: net if isinstance(net, WindowedPrior) else net.transformer  # what the file holds
     # the metadata's sizes against the file's tensors, on the meta device, before anything is allocated
-    check_weights_fit(lambda: weights(build_prior(*args)), prior.state, path, ignore_suffixes=("attn.mask",))
-    net = build_prior(*args)
-    missing, unexpected = weights(net).load_state_dict(prior.state, strict=False)
-    missing = [k for k in missing if not k.endswith("attn.mask")]
-    if missing or unexpected:
-        raise ValueError(f"{path}: prior weights do not match its config; missing {missing}, unexpected {unexpected}")
+    net = build_and_load(lambda: build_prior(*args), prior.state, path, part=_weights, ignore_suffixes=(_MASK,))
     return net.to(map_location).eval()
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import adapters
 from ..common.checkpointing import AtomicCheckpoint
-from ..common.data import ResumableDataLoader, StepBatchSampler
+from ..common.loaders import ResumableDataLoader, StepBatchSampler
 from ..common.seeding import seeded
 from ..fileio import atomic_path
 from ..runs import guarded_run

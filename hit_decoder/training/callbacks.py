@@ -82,7 +82,7 @@ class FinalExport(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        from ..common.data import make_val_loader
+        from ..common.loaders import make_val_loader
 
         loader = make_val_loader(pl_module.data.val, pl_module.cfg.data.val_batch_size, 0, 1, 0)
         metrics = evaluate_reconstructions(pl_module.reconstruct, (b["image"] for b in loader),

@@ -43,10 +43,7 @@ def decoder_config_for(model_cfg: Any, z_channels: int, factor: int, out_channel
     a VQ model with ``z_channels`` decoder inputs and downsampling ``factor``."""
     from .. import adapters
 
-    source = model_cfg.decoder
-    if hasattr(source, "items") and not isinstance(source, (str, HiTDecoderConfig)):
-        source = dict(source)
-    return adapters.resolve_decoder_config(source, z_channels, factor, out_channels,
+    return adapters.resolve_decoder_config(model_cfg.decoder, z_channels, factor, out_channels,
                                            **dict(model_cfg.decoder_overrides or {}))
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ..common.data import DataSplits, make_train_loader, make_val_loader
+from ..common.data import DataSplits
+from ..common.loaders import make_train_loader, make_val_loader
 from ..common.metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 from ..common.seeding import seeded
 from .config import TrainConfig, config_to_dict
@@ -40,59 +40,13 @@ from .losses import (
 )
 from .models import frozen_parts
 from .perceptual import perceptual_loss
+from .steps import DiscriminatorStep, Encoded, GeneratorStep, warmup_lr, weight_decay_groups
 
-__all__ = ["StageOneModule", "GeneratorStep", "DiscriminatorStep", "Encoded", "warmup_lr"]
+__all__ = ["StageOneModule"]
 
 CHECKPOINT_KEY = "hit_decoder_training"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Encoded:
-    h: torch.Tensor  # (B, embed_dim, h, w) encoder output before quantization (None-free)
-    quant: torch.Tensor  # (B, embed_dim, h, w) quantized, straight-through to the encoder
-    indices: torch.Tensor  # (B, h, w) code indices
-    vq: torch.Tensor  # scalar VQ loss (0 when the quantizer is frozen)
-
-
-@dataclass
-class GeneratorStep:
-    total: torch.Tensor
-    nll: torch.Tensor
-    rec: torch.Tensor
-    perceptual: torch.Tensor
-    distill: torch.Tensor
-    vq: torch.Tensor
-    g_adv: torch.Tensor
-    gan_weight: torch.Tensor  # adaptive weight x disc_weight x gate (0 before disc_weight_start)
-
-
-@dataclass
-class DiscriminatorStep:
-    loss: torch.Tensor
-    logits_real: torch.Tensor
-    logits_fake: torch.Tensor
-
-
-def warmup_lr(base_lr: float, batch: int, warmup_batches: int) -> float:
-    """Linear warm-up: ``base_lr * min(1, (batch + 1) / warmup_batches)``."""
-    if warmup_batches <= 0:
-        return base_lr
-    return base_lr * min(1.0, (batch + 1) / warmup_batches)
-
-
-def weight_decay_groups(params: list[nn.Parameter], decoder: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Adam parameter groups: ``weight_decay`` on every parameter except those the decoder's
-    ``no_weight_decay()`` names (relative-position biases), which get none. One group when
-    ``weight_decay`` is 0 (the optimizer state of earlier runs keeps its layout)."""
-    if weight_decay == 0 or not hasattr(decoder, "no_weight_decay"):
-        return [{"params": list(params), "weight_decay": weight_decay}]
-    exempt = {id(p) for name, p in decoder.named_parameters() if name in decoder.no_weight_decay()}
-    decay = [p for p in params if id(p) not in exempt]
-    no_decay = [p for p in params if id(p) in exempt]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0})
-            if g["params"]]
 
 
 def _build_discriminator(cfg: TrainConfig) -> nn.Module:
@@ -175,7 +129,7 @@ class StageOneModule(pl.LightningModule):
             with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
                 quant, _, info = vq.encode(x.float())  # (B, embed_dim, h, w)
             idx = info[2].reshape(quant.shape[0], quant.shape[2], quant.shape[3])  # (B, h, w)
-            return Encoded(h=quant, quant=quant, indices=idx, vq=quant.new_zeros(()))
+            return Encoded(pre_quant=None, quant=quant, indices=idx, vq=quant.new_zeros(()))
         h = vq.quant_conv(vq.encoder(x))  # (B, embed_dim, h, w)
         with torch.autocast(device_type=h.device.type, enabled=False):
             h = h.float()
@@ -183,7 +137,7 @@ class StageOneModule(pl.LightningModule):
             idx = info[2].reshape(h.shape[0], h.shape[2], h.shape[3])  # (B, h, w)
             z_q = vq.quantize.embedding(idx).permute(0, 3, 1, 2)  # (B, embed_dim, h, w), grads to codebook
             loss = vq_loss(h, z_q, self.cfg.model.beta)
-        return Encoded(h=h, quant=quant, indices=idx, vq=loss)
+        return Encoded(pre_quant=h, quant=quant, indices=idx, vq=loss)
 
     def decode(self, quant: torch.Tensor, vq: nn.Module | None = None) -> torch.Tensor:
         vq = self.vq if vq is None else vq
@@ -319,7 +273,7 @@ class StageOneModule(pl.LightningModule):
         dead = counts < oc.dead_code_min_usage
         n_dead = int(dead.sum())
         if n_dead:
-            pool = enc.h.detach().permute(0, 2, 3, 1).reshape(-1, enc.h.shape[1])  # (B*h*w, embed_dim)
+            pool = enc.pre_quant.detach().permute(0, 2, 3, 1).reshape(-1, enc.pre_quant.shape[1])  # (B*h*w, embed_dim)
             pick = torch.randint(0, pool.shape[0], (n_dead,), generator=self.rng).to(pool.device)
             fresh = self.trainer.strategy.broadcast(pool[pick].contiguous(), src=0)  # rank 0's encodings everywhere
             weight = self.vq.quantize.embedding.weight

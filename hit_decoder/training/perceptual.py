@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..common.seeding import seeded
+
 __all__ = [
     "VGG16_FILENAME",
     "VGG16_URL",
@@ -130,11 +132,10 @@ def build_lpips(vgg_path: str | os.PathLike | None = None, *, random_backbone: b
     path = None if random_backbone else find_vgg16_weights(vgg_path)
     import lpips
 
-    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+    with warnings.catch_warnings(), seeded(seed):
         # torchvision warns that lpips passes the deprecated ``pretrained`` flag; it is False here
         warnings.filterwarnings("ignore", message=".*pretrained.*", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*weight enum.*", category=UserWarning)
-        torch.manual_seed(seed)
         lp = lpips.LPIPS(pretrained=True, net="vgg", version="0.1", pnet_rand=True, verbose=False)
     if path is None:
         log.warning(
