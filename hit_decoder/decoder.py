@@ -105,13 +105,13 @@ class _RowBands:
         if not self.applies(x):
             return block(x, latent)
         attn = block.attn
-        kvm = attn.keys(latent)  # (B, gh, gw, n2, dh) x2, (gh, gw, n2)
-        s, gh, H = attn.scale, kvm[0].shape[1], x.shape[1]
+        windows = attn.keys(latent)  # keys/values (B, gh, gw, n2, dh), mask (gh, gw, n2)
+        s, gh, H = attn.scale, windows.keys.shape[1], x.shape[1]
         per_band = self.height(x, unit=s) // s  # whole group rows per band
         for g0 in range(0, gh, per_band):  # groups never overlap: update in place
             g1 = min(gh, g0 + per_band)
             r0, r1, _, _ = attn.pixel_rows(g0, g1, H)
-            x[:, r0:r1] += attn.attend_rows(block.norm(x[:, r0:r1]), kvm, g0, g1, H)
+            x[:, r0:r1] += attn.attend_rows(block.norm(x[:, r0:r1]), windows, g0, g1, H)
         return x  # (B, H, W, C)
 
 

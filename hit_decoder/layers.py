@@ -9,6 +9,8 @@ biases inside a window).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,7 @@ __all__ = [
     "relative_position_index",
     "MultiAxisAttention",
     "LatentCrossAttention",
+    "CodeWindows",
     "Mlp",
 ]
 
@@ -229,6 +232,14 @@ def tent_log_weights(scale: int, window: int) -> torch.Tensor:
     return torch.where(w2 > 0, w2.clamp_min(1e-300).log(), torch.full_like(w2, _mask_value(torch.float32)))  # float64
 
 
+class CodeWindows(NamedTuple):
+    """The latent-code window of every pixel group of a cross-attention stage."""
+
+    keys: torch.Tensor  #: (B, gh, gw, n*n, dh)
+    values: torch.Tensor  #: (B, gh, gw, n*n, dh)
+    mask: torch.Tensor  #: (gh, gw, n*n) additive: 0, or a large negative number for out-of-grid codes
+
+
 class LatentCrossAttention(nn.Module):
     """Cross-attention self-modulation: image tokens (queries) attend to latent code tokens.
 
@@ -278,14 +289,14 @@ class LatentCrossAttention(nn.Module):
         r0, r1 = max(0, a), min(pixels, b)
         return r0, r1, r0 - a, b - r1
 
-    def keys(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def keys(self, latent: torch.Tensor) -> CodeWindows:
         """Window keys/values of every group: ``latent (B, h, w, latent_dim)`` ->
         ``k, v (B, gh, gw, n*n, dh)`` and an additive mask ``(gh, gw, n*n)`` for out-of-grid codes."""
         before = self.window // 2 + (1 if self.shift else 0)
         after = self.n - 1 - self.window // 2
         kv, valid = window_gather(self.kv(latent), self.n, before, after)  # (B, gh, gw, n2, 2dh)
         k, v = kv.chunk(2, dim=-1)
-        return k, v, (~valid).to(latent.dtype) * _mask_value(latent.dtype)
+        return CodeWindows(k, v, (~valid).to(latent.dtype) * _mask_value(latent.dtype))
 
     def _run_bias(self, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Additive scores of every row run: learned bias + tent + out-of-grid mask, as
@@ -321,12 +332,12 @@ class LatentCrossAttention(nn.Module):
         o = local_attention(q, k, v, bias)  # (runs, 1, s*heads, dh)
         return self.proj(o.view(B, Hs, Ws, C))  # (B, gh*s, gw*s, C)
 
-    def attend_rows(self, x: torch.Tensor, kvm: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    def attend_rows(self, x: torch.Tensor, windows: CodeWindows,
                     g0: int, g1: int, height: int) -> torch.Tensor:
         """Output for the pixel rows of groups ``[g0, g1)`` of an image of ``height`` rows:
         ``x (B, r1 - r0, W, C)`` holds those rows (``r0, r1`` from :meth:`pixel_rows`); returns
         the same shape."""
-        k, v, mask = kvm
+        k, v, mask = windows
         W = x.shape[2]
         r0, r1, top, bottom = self.pixel_rows(g0, g1, height)
         _, _, left, right = self.pixel_rows(0, k.shape[2], W)
@@ -338,8 +349,8 @@ class LatentCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``x (B, h*s, w*s, C)``, ``latent (B, h, w, latent_dim)`` -> ``(B, h*s, w*s, C)``."""
-        kvm = self.keys(latent)
-        return self.attend_rows(x, kvm, 0, kvm[0].shape[1], x.shape[1])
+        windows = self.keys(latent)
+        return self.attend_rows(x, windows, 0, windows.keys.shape[1], x.shape[1])
 
 
 class Mlp(nn.Module):

@@ -133,8 +133,8 @@ def test_cell_cross_attention_equals_masked_dense_cross_attention(h, w, s, k):
     x = torch.randn(2, h * s, w * s, C, dtype=torch.float64)
     lat = torch.randn(2, h, w, Cl, dtype=torch.float64)
     out = attn(x, lat)
-    kvm = attn.keys(lat)  # a band of code rows gives the same rows of the output
-    band = attn.attend_rows(x[:, s : 2 * s], kvm, 1, 2, h * s) if h > 1 else out[:, :s]
+    windows = attn.keys(lat)  # a band of code rows gives the same rows of the output
+    band = attn.attend_rows(x[:, s : 2 * s], windows, 1, 2, h * s) if h > 1 else out[:, :s]
     torch.testing.assert_close(band, out[:, s : 2 * s] if h > 1 else out[:, :s])
 
     # dense reference: each pixel against every latent token, masked to the k x k window
@@ -199,10 +199,10 @@ def test_pixel_centred_cross_attention_equals_tent_weighted_dense_attention(h, w
         ref = attn.proj(o.transpose(0, 1).reshape(-1, C)).view(h * s, w * s, C)
         torch.testing.assert_close(out[bi], ref, rtol=1e-10, atol=1e-10)
     # bands of group rows give the same rows as the whole
-    kvm = attn.keys(lat)
-    gh = kvm[0].shape[1]
+    windows = attn.keys(lat)
+    gh = windows.keys.shape[1]
     r0, r1, _, _ = attn.pixel_rows(1, gh, h * s)
-    torch.testing.assert_close(attn.attend_rows(x[:, r0:r1], kvm, 1, gh, h * s), out[:, r0:r1])
+    torch.testing.assert_close(attn.attend_rows(x[:, r0:r1], windows, 1, gh, h * s), out[:, r0:r1])
 
 
 # ----------------------------------------------------------------------------- decoder
