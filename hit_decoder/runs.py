@@ -163,7 +163,7 @@ def _save_on_sigterm(run: GuardedRun) -> Any:
     import pytorch_lightning as pl
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from .training.callbacks import save_checkpoint_atomic
+    from .common.checkpointing import save_checkpoint_atomic
 
     class SaveOnSigterm(pl.Callback):
         saved: Path | None = None

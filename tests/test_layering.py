@@ -93,6 +93,15 @@ def test_only_the_commands_import_the_demo():
     assert not {m: h for m, h in wrong.items() if h}
 
 
+def test_the_shared_run_level_does_not_import_training_or_the_prior():
+    """``runs`` and ``common/`` sit below stage-1 training and the prior, which both use them."""
+    above = ("hit_decoder.training", "hit_decoder.prior", "hit_decoder.reconstruct", "hit_decoder.demo",
+             "hit_decoder.commands", "hit_decoder.cli")
+    wrong = {m: _hits(i, above) for m, i in _modules().items()
+             if m == "hit_decoder.runs" or m.startswith("hit_decoder.common")}
+    assert not {m: h for m, h in wrong.items() if h}
+
+
 def test_benchmark_helpers_are_not_in_the_package():
     assert not (PACKAGE / "benchmarking.py").exists()
     assert not any("benchmarking" in i for imps in _modules().values() for i in imps)
