@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -254,4 +255,6 @@ def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
     worker.start()
     with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
         worker.result()
-    assert not worker.process.is_alive()
+    assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
+    with pytest.raises(ProcessLookupError):  # ... which has ended
+        os.kill(worker.pid, 0)

@@ -129,6 +129,10 @@ class OptimConfig:
     dead_code_restart: bool = False
     dead_code_every: int = 200  # batches between checks
     dead_code_min_usage: float = 1.0  # codes used fewer times than this in the window are restarted
+    # from_scratch: from this batch on only the decoder trains; encoder, quant_conv, codebook and
+    # post_quant_conv stay as they are (as in decoder_swap), so the decoder ends fitted to the codes the
+    # export keeps (null: everything trains to the end)
+    decoder_only_from: Optional[int] = None
 
 
 @dataclass
@@ -243,6 +247,10 @@ def validate(cfg: TrainConfig) -> None:
     require(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {o.ema_decay}")
     require(o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}")
     require(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
+    if o.decoder_only_from is not None:
+        require(cfg.mode == "from_scratch", "optim.decoder_only_from needs mode=from_scratch (decoder_swap trains "
+               "only the decoder throughout); set it to null")
+        require(o.decoder_only_from >= 1, f"optim.decoder_only_from must be >= 1 (batches) or null, got {o.decoder_only_from}")
     require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
     require(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
     check_devices(t.devices, "trainer.devices")
