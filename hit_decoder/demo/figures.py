@@ -58,12 +58,14 @@ def _curve(ax: Any, rows: list[dict[str, float]], key: str, label: str, colour: 
     return bool(pts)
 
 
-def swap_curves_png(cnn_rows: list[dict], hit_rows: list[dict]) -> bytes:
+def swap_curves_png(vqgan_rows: list[dict], cnn_rows: list[dict], hit_rows: list[dict]) -> bytes:
     fig, (a, b) = _figure(11, 3.4, 2)
-    _curve(a, cnn_rows, "train/rec", "CNN VQGAN (encoder + codebook + CNN decoder)", COLOURS["cnn"])
+    _curve(a, vqgan_rows, "train/rec", "CNN VQGAN (encoder + codebook + CNN decoder)", "#7f7f7f")
+    _curve(a, cnn_rows, "train/rec", "fresh CNN decoder on the frozen codes", COLOURS["cnn"])
     _curve(a, hit_rows, "train/rec", "HiT decoder on the frozen codes", COLOURS["hit"])
     a.set(title="training reconstruction loss (L1)", xlabel="batch", ylabel="L1 on [-1, 1] pixels")
-    _curve(b, cnn_rows, "val/psnr", "CNN VQGAN", COLOURS["cnn"], ".-")
+    _curve(b, vqgan_rows, "val/psnr", "CNN VQGAN", "#7f7f7f", ".-")
+    _curve(b, cnn_rows, "val/psnr", "CNN decoder", COLOURS["cnn"], ".-")
     _curve(b, hit_rows, "val/psnr", "HiT decoder", COLOURS["hit"], ".-")
     b.set(title="validation PSNR (held-out photographs, 64 px crops)", xlabel="batch", ylabel="dB")
     for ax in (a, b):

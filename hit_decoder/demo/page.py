@@ -55,7 +55,7 @@ def swap_view(data: dict[str, Any], pngs: dict[str, bytes], curves: bytes) -> di
     sw = data["swap"]
     d, f, orig = sw["decoders"], sw["factor"], sw["originals"]
     periods = _seam_periods(orig)
-    names = {"cnn": "CNN decoder (taming, trained with the VQGAN)", "hit": "HiT decoder (swapped in, frozen codes)"}
+    names = {"cnn": "CNN decoder (taming's, fresh, frozen codes)", "hit": "HiT decoder (swapped in, fresh, frozen codes)"}
     seam_head = [f"seam p{p}" + (" (code cell)" if p == f else "") for p in periods]
     means = [[names[k], f"{v['params'] / 1e6:.3f}", fmt(v["gflops"], ".2f"), fmt(v["decode_seconds"], ".3f"),
               fmt(v["mean"]["psnr"], ".2f"), fmt(v["mean"]["ssim"], ".4f"), fmt(v["mean"]["chroma_ratio"], ".2f"),
@@ -71,7 +71,6 @@ def swap_view(data: dict[str, Any], pngs: dict[str, bytes], curves: bytes) -> di
     return {
         "codebook_size": sw["codebook"]["codebook_size"], "photographs": sw["codebook"]["photographs"], "factor": f,
         "batches": sw["batches"], "eval_side": sw["eval_side"], "timing_repeats": data["plan"]["timing_repeats"],
-        "decoder_only_from": data["configs"]["decoder swap, CNN VQGAN"]["merged"]["optim"].get("decoder_only_from"),
         "delta_psnr": f"{hit['psnr'] - cnn['psnr']:+.2f}", "delta_ssim": f"{hit['ssim'] - cnn['ssim']:+.4f}",
         "flops_ratio": f"{d['hit']['gflops'] / d['cnn']['gflops']:.2f}",
         "time_ratio": f"{d['hit']['decode_seconds'] / d['cnn']['decode_seconds']:.2f}",
@@ -79,8 +78,9 @@ def swap_view(data: dict[str, Any], pngs: dict[str, bytes], curves: bytes) -> di
                        means, {len(means) - 1: "reference"}),
         "per_image": table(["photograph", "size", "decoder", "PSNR (dB)", "SSIM", "chroma ratio", *seam_head], per),
         "photos": photos,
-        "curves": figure(curves, "decoder swap training curves", "Training curves (CSV logs of both runs). The CNN VQGAN "
-                         "trains encoder, codebook and decoder together; the HiT decoder starts after it, on its frozen codes."),
+        "curves": figure(curves, "decoder swap training curves", "Training curves (CSV logs of the three runs). The CNN VQGAN "
+                         "trains encoder, codebook and its decoder together; the two decoders compared start after it, "
+                         "from fresh weights, on its frozen codes."),
     }
 
 

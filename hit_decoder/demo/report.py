@@ -59,14 +59,18 @@ def _strip(d: Any) -> Any:
     return d
 
 
+#: the decoder-swap runs by the report's names for them
+SWAP_RUNS = {"vqgan": "cnn", "cnn": "cnn_decoder", "hit": "swap"}
+
+
 def _swap_data(swap: dict, swap_eval: dict) -> dict[str, Any]:
     return {"factor": swap_eval["factor"], "decoders": _strip(swap_eval["decoders"]), "originals": swap_eval["originals"],
             "codes_identical": swap_eval["codes_identical"], "codebook": swap_eval["codebook"],
             "eval_side": swap_eval["eval_side"],
-            "batches": {"cnn": swap["cnn"]["batches"], "swap": swap["swap"]["batches"]},
-            "validation": {"cnn": swap["cnn"]["val"], "hit": swap["swap"]["val"]},
-            "losses": {"cnn": losses_that_ran(swap["cnn"]["config"], swap["cnn"]["batches"]),
-                       "hit": losses_that_ran(swap["swap"]["config"], swap["swap"]["batches"])}}
+            # "vqgan": the CNN VQGAN (encoder, codebook and its own decoder); "cnn", "hit": the decoders compared
+            "batches": {k: swap[run]["batches"] for k, run in SWAP_RUNS.items()},
+            "validation": {k: swap[run]["val"] for k, run in SWAP_RUNS.items()},
+            "losses": {k: losses_that_ran(swap[run]["config"], swap[run]["batches"]) for k, run in SWAP_RUNS.items()}}
 
 
 def _stage1_data(stage1: dict, stage1_eval: dict) -> dict[str, Any]:
@@ -90,7 +94,8 @@ def _sampling_data(priors: dict, sample: dict, scale: int) -> dict[str, Any]:
 
 def _configs(swap: dict, stage1: dict, priors: dict) -> dict[str, Any]:
     return {title: {"name": name, "overrides": run["overrides"], "merged": run["config"]} for title, name, run in (
-        ("decoder swap, CNN VQGAN", "train/demo_cnn", swap["cnn"]), ("decoder swap, HiT decoder", "train/demo_swap", swap["swap"]),
+        ("decoder swap, CNN VQGAN", "train/demo_cnn", swap["cnn"]),
+        ("decoder swap, CNN decoder", "train/demo_swap", swap["cnn_decoder"]), ("decoder swap, HiT decoder", "train/demo_swap", swap["swap"]),
         ("stage 1", "train/demo", stage1), ("prior", "prior/demo", priors["prior"]), ("windowed prior", "prior/demo", priors["windowed"]))}
 
 
@@ -144,7 +149,7 @@ def _write_images(images: Path, pngs: dict[str, bytes], samples: dict[str, Any])
 
 
 def _plots(swap: dict, stage1: dict, priors: dict, data: dict[str, Any]) -> dict[str, bytes]:
-    return {"swap": swap_curves_png(read_metrics(swap["cnn"]["out_dir"]), read_metrics(swap["swap"]["out_dir"])),
+    return {"swap": swap_curves_png(*(read_metrics(swap[k]["out_dir"]) for k in ("cnn", "cnn_decoder", "swap"))),
             "stage1": stage1_curves_png(read_metrics(stage1["out_dir"])),
             "prior": prior_curve_png({k: read_metrics(priors[k]["out_dir"]) for k in data["sampling"]["priors"]}),
             "codebook": codebook_png({"CNN VQGAN (decoder swap)": data["swap"]["codebook"],

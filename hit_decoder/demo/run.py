@@ -173,7 +173,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
-            swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
+            swap_eval = evaluate_swap(plan, swap["cnn_decoder"]["exports"]["model"], swap["swap"]["exports"]["model"],
                                       _train_photos(swap["cnn"]))
             stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
             evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
@@ -190,7 +190,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
         raise
     finally:
         torch.set_num_threads(threads)
-    timings = [swap["cnn"]["timing"], swap["swap"]["timing"], stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
+    timings = [*(swap[k]["timing"] for k in ("cnn", "cnn_decoder", "swap")), stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
                *sample["timings"], evaluation]
     context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
                "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,

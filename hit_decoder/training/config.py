@@ -62,8 +62,9 @@ class ModelConfig:
     beta: float = 0.25  # commitment weight of the VQ loss
     # preset name ("hit-8m-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
     # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below.
-    # from_scratch only: "cnn" trains a plain taming VQGAN (its CNN decoder mirrors the encoder),
-    # a baseline, or a VQGAN whose decoder is swapped later
+    # "cnn": from_scratch trains a plain taming VQGAN (its CNN decoder mirrors the encoder), a baseline
+    # or a VQGAN whose decoder is swapped later; decoder_swap trains a fresh CNN decoder of the VQGAN's
+    # own shape on its frozen codes (a baseline trained exactly like a swapped-in HiT decoder)
     decoder: Any = "hit-8m-f16"
     decoder_overrides: dict[str, Any] = field(default_factory=dict)
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
@@ -129,10 +130,6 @@ class OptimConfig:
     dead_code_restart: bool = False
     dead_code_every: int = 200  # batches between checks
     dead_code_min_usage: float = 1.0  # codes used fewer times than this in the window are restarted
-    # from_scratch: from this batch on only the decoder trains; encoder, quant_conv, codebook and
-    # post_quant_conv stay as they are (as in decoder_swap), so the decoder ends fitted to the codes the
-    # export keeps (null: everything trains to the end)
-    decoder_only_from: Optional[int] = None
 
 
 @dataclass
@@ -247,10 +244,6 @@ def validate(cfg: TrainConfig) -> None:
     require(0 <= o.ema_decay < 1, f"optim.ema_decay must be in [0, 1), got {o.ema_decay}")
     require(o.grad_clip >= 0, f"optim.grad_clip must be >= 0, got {o.grad_clip}")
     require(o.dead_code_every >= 1, f"optim.dead_code_every must be >= 1, got {o.dead_code_every}")
-    if o.decoder_only_from is not None:
-        require(cfg.mode == "from_scratch", "optim.decoder_only_from needs mode=from_scratch (decoder_swap trains "
-               "only the decoder throughout); set it to null")
-        require(o.decoder_only_from >= 1, f"optim.decoder_only_from must be >= 1 (batches) or null, got {o.decoder_only_from}")
     require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads must be >= 1 or null, got {t.cpu_threads}")
     require(t.max_batches >= 1, f"trainer.max_batches must be >= 1, got {t.max_batches}")
     check_devices(t.devices, "trainer.devices")
@@ -260,8 +253,8 @@ def validate(cfg: TrainConfig) -> None:
     require(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
            f"trainer.precision must be '32-true' or 'bf16-mixed' (or '16-mixed'), got {t.precision!r}")
     if cfg.model.decoder == CNN_DECODER:
-        require(cfg.mode == "from_scratch", f"model.decoder={CNN_DECODER!r} needs mode=from_scratch (decoder_swap "
-               "trains a new HiT decoder on a frozen VQGAN)")
+        require(cfg.model.diffusers_model is None, f"model.decoder={CNN_DECODER!r} is not available with "
+               "model.diffusers_model (a fresh CNN decoder is built from a taming VQGAN's config)")
         require(not cfg.model.decoder_overrides, f"model.decoder_overrides apply to HiT decoders, not to "
                f"model.decoder={CNN_DECODER!r} (its CNN decoder mirrors model.encoder)")
     enc = cfg.model.encoder

@@ -38,7 +38,7 @@ from .losses import (
 )
 from ..common.metrics import codebook_perplexity, psnr, seam_periods, seam_ratio, ssim, to_unit_range
 from ..common.seeding import seeded
-from .models import FROZEN_IN_SWAP, frozen_parts
+from .models import frozen_parts
 from .perceptual import perceptual_loss
 
 __all__ = ["StageOneModule", "GeneratorStep", "DiscriminatorStep", "Encoded", "warmup_lr"]
@@ -110,7 +110,6 @@ class StageOneModule(pl.LightningModule):
         self.vq = vq
         self.data = data
         self.swap = cfg.mode == "decoder_swap"
-        self.codes_frozen = self.swap  # from_scratch: True from batch optim.decoder_only_from on
         self.discriminator = None
         if cfg.loss.disc_weight > 0:
             with seeded(cfg.seed + 1):
@@ -151,7 +150,7 @@ class StageOneModule(pl.LightningModule):
 
     def train(self, mode: bool = True) -> StageOneModule:
         super().train(mode)
-        if self.codes_frozen:
+        if self.swap:
             for part in frozen_parts(self.vq):
                 part.eval()
         if self.ema_vq is not None:
@@ -162,17 +161,6 @@ class StageOneModule(pl.LightningModule):
         """The decoder's final weight (taming's ``get_last_layer``; HiT models return the HiT one)."""
         return self.vq.get_last_layer()
 
-    def freeze_codes(self) -> None:
-        """From here on only the decoder trains (``optim.decoder_only_from``): the parts before it stop
-        learning, the EMA model takes their current values (so the exported codes are the ones the
-        decoder now learns), and dead-code restarts stop. Idempotent (also after a resume)."""
-        self.codes_frozen = True
-        for name, part in zip(FROZEN_IN_SWAP, frozen_parts(self.vq)):
-            part.requires_grad_(False)
-            part.eval()
-            if self.ema_vq is not None:
-                getattr(self.ema_vq, name).load_state_dict(part.state_dict())
-
     def trainable_vq_parameters(self) -> list[nn.Parameter]:
         if self.swap:
             return list(self.vq.decoder.parameters())
@@ -180,10 +168,9 @@ class StageOneModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ model pieces
     def encode(self, x: torch.Tensor, vq: nn.Module | None = None) -> Encoded:
-        """Encoder + quantizer of ``vq`` (default: the trained model). Frozen (no graph) in ``decoder_swap``
-        and from ``optim.decoder_only_from`` on."""
+        """Encoder + quantizer of ``vq`` (default: the trained model). Frozen (no graph) in ``decoder_swap``."""
         vq = self.vq if vq is None else vq
-        if self.codes_frozen:
+        if self.swap:
             # the frozen tokens must be the VQGAN's own: no bf16 autocast in front of the codebook
             with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
                 quant, _, info = vq.encode(x.float())  # (B, embed_dim, h, w)
@@ -264,9 +251,6 @@ class StageOneModule(pl.LightningModule):
         opts = self.optimizers()
         opts = opts if isinstance(opts, list) else [opts]
         b = self.batches_done
-        start = self.cfg.optim.decoder_only_from
-        if start is not None and b >= start and not self.codes_frozen:
-            self.freeze_codes()
         self._set_lr(opts, b)
         x = batch["image"]  # (B, 3, S, S) in [-1, 1]
 
@@ -326,7 +310,7 @@ class StageOneModule(pl.LightningModule):
     def _codebook_bookkeeping(self, enc: Encoded, batch: int) -> int:
         """Accumulate code counts; every ``dead_code_every`` batches restart unused codes."""
         oc = self.cfg.optim
-        if self.codes_frozen or not oc.dead_code_restart:
+        if self.swap or not oc.dead_code_restart:
             return 0
         self.code_counts += torch.bincount(enc.indices.flatten(), minlength=self.n_codes).to(self.code_counts)
         if (batch + 1) % oc.dead_code_every:
