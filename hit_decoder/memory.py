@@ -9,15 +9,14 @@ GB = 1024**3
 
 
 def available_memory() -> int | None:
-    """Bytes the OS reports as available (Linux ``MemAvailable``), or None where unknown."""
+    """Bytes the OS reports as available (psutil's ``available``: Linux ``MemAvailable``), or None
+    where psutil cannot tell."""
+    import psutil
+
     try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):  # unsupported platform or unreadable source
         return None
-    return None
 
 
 def fits(need: float) -> tuple[bool, float]:

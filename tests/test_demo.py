@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -19,9 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import torch
+
+import hit_decoder
 from hit_decoder.cli import main
 from hit_decoder.demo import BUDGETS, DemoPlan
-from hit_decoder.demo.phases import Job
+from hit_decoder.demo.phases import Job, lpips_state
+from hit_decoder.demo.report import losses_that_ran
 from hit_decoder.demo.run import _Worker, claim_demo_outputs
 from hit_decoder.demo.terminal import TerminalReporter
 
@@ -117,7 +122,7 @@ def test_tiny_demo_writes_every_artefact(runs):
         assert list(codes.shape) == s["canvas_codes"]
         with Image.open(out / "images" / f"sample_{prior}.png") as img:
             assert [img.height, img.width] == s["pixels"]
-    for sub in ("swap/cnn", "swap/hit", "stage1", "prior/gpt", "prior/windowed"):
+    for sub in ("swap/cnn", "swap/cnn_decoder", "swap/hit", "stage1", "prior/gpt", "prior/windowed"):
         assert list((out / sub).glob("logs/version_*/metrics.csv")), sub
     for sub in ("prior/gpt", "prior/windowed"):
         assert (out / sub / "prior.safetensors").is_file(), sub
@@ -144,38 +149,82 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
         assert all(v[k] is None or v[k] >= 0 for k in ("seam_window", "seam_shifted"))
     assert s["speedup"] > 0 and s["period_px"] == s["window"][0] * s["factor"]
     assert 0 <= s["texture"]["tv_halves"] <= 1
-    assert any(x.startswith("L1") for x in report["stage1"]["losses"])
-    assert any(x.startswith("codebook") for x in report["stage1"]["losses"])
-    assert any("adversarial" in x for x in report["stage1"]["losses"])
-    assert "LPIPS" in report["lpips_line"]
-    assert {t["phase"] for t in report["times"]} == {"cnn", "swap", "stage1", "prior", "windowed", "sample_prior",
+    losses = report["stage1"]["losses"]  # tiny budget: 3 batches, so the GAN term (batch 350) never enters
+    assert [x.split(" (")[0] for x in losses] == ["L1 reconstruction", "codebook + commitment",
+                                                  "adversarial configured but never entered: it starts at batch 350, the run had 3"]
+    assert report["swap"]["losses"]["hit"] == ["L1 reconstruction (weight 1)"]
+    lpips_on, lpips_line = lpips_state()  # what this machine has: the report must say the same
+    assert (report["lpips"], report["lpips_line"]) == (lpips_on, lpips_line)
+    assert report["lpips_line"].startswith("LPIPS on" if lpips_on else "LPIPS off")
+    assert {t["phase"] for t in report["times"]} == {"cnn", "cnn_decoder", "swap", "stage1", "prior", "windowed", "sample_prior",
                                                     "sample_windowed", "evaluate"}
-    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, HiT decoder", "stage 1", "prior", "windowed prior"}
+    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, CNN decoder", "decoder swap, HiT decoder", "stage 1", "prior", "windowed prior"}
     assert report["configs"]["stage 1"]["merged"]["trainer"]["max_batches"] == 3
-    assert report["versions"]["torch"] and report["versions"]["hit-decoder"]
+    assert (report["versions"]["torch"], report["versions"]["hit-decoder"]) == (torch.__version__, hit_decoder.__version__)
 
 
 def test_the_comparisons_are_fair(runs):
     """Both priors: one config but the architecture (same codes, crops, seed, budget, size). Both
-    decoders of the swap: the same number of batches and the same reconstruction losses."""
+    decoders of the swap: one config but the decoder (same frozen codes, batches, loss, schedule)."""
     report = json.loads((runs[0] / "report.json").read_text())
     gpt, win = (dict(report["configs"][k]["merged"]) for k in ("prior", "windowed prior"))
     assert (gpt.pop("architecture"), win.pop("architecture")) == ("gpt", "windowed")
     assert (gpt.pop("out_dir"), win.pop("out_dir")) != (None, None)
     assert gpt == win
-    cnn, hit = (report["configs"][k]["merged"] for k in ("decoder swap, CNN VQGAN", "decoder swap, HiT decoder"))
-    assert report["swap"]["batches"]["cnn"] == report["swap"]["batches"]["swap"]
-    for key in ("l1_weight", "l2_weight", "perceptual_weight", "disc_weight"):
-        assert cnn["loss"][key] == hit["loss"][key], key
-    assert [x for x in report["swap"]["losses"]["cnn"] if not x.startswith("codebook")] == report["swap"]["losses"]["hit"]
+    cnn, hit = (dict(report["configs"][k]["merged"]) for k in ("decoder swap, CNN decoder", "decoder swap, HiT decoder"))
+    assert (cnn.pop("out_dir"), hit.pop("out_dir")) != (None, None)
+    cnn_model, hit_model = cnn.pop("model"), hit.pop("model")
+    assert cnn_model.pop("decoder") == "cnn" and isinstance(hit_model.pop("decoder"), dict)
+    assert cnn == hit and cnn_model == hit_model  # the same VQGAN files, loss, data, schedule and budget
+    assert cnn["mode"] == "decoder_swap" and cnn_model["vqgan_ckpt"].endswith("swap/cnn/export/taming/model.ckpt")
+    assert report["swap"]["batches"]["cnn"] == report["swap"]["batches"]["hit"] == 3
+    assert report["swap"]["losses"]["cnn"] == report["swap"]["losses"]["hit"]
 
 
-def test_the_shipped_decoder_swap_budgets_are_equal():
-    from hit_decoder.training.config import load_train_config
+def test_losses_that_ran_say_when_the_gan_term_entered():
+    from hit_decoder.training.config import config_to_dict, load_train_config
 
-    cnn, hit = load_train_config("demo_cnn", check=False), load_train_config("demo_swap", check=False)
-    assert cnn.trainer.max_batches == hit.trainer.max_batches
-    assert (cnn.loss.l1_weight, cnn.loss.perceptual_weight) == (hit.loss.l1_weight, hit.loss.perceptual_weight)
+    cfg = config_to_dict(load_train_config("demo", check=False))
+    entered = losses_that_ran(cfg, 450)
+    assert entered[-1].startswith("adversarial (hinge PatchGAN, weight 0.1 x adaptive; the discriminator learns from "
+                                  "batch 250, its term enters the generator loss at batch 350 of 450)")
+    assert losses_that_ran(cfg, 300)[-1] == "adversarial configured but never entered: it starts at batch 350, the run had 300"
+    cfg["loss"]["disc_weight"] = 0.0
+    assert not any("adversarial" in x for x in losses_that_ran(cfg, 450))
+
+
+def test_report_page_escapes_what_it_shows(runs):
+    """A hostile string in any value the page shows (a texture name, a config override, a version,
+    the command line) reaches the page as text, never as markup."""
+    from hit_decoder.demo.page import render_page
+
+    out = runs[0]
+    data = json.loads((out / "report.json").read_text())
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>&'
+    data["sampling"]["texture"]["name"] = hostile
+    data["swap"]["decoders"]["cnn"]["images"]["chelsea"]["size"] = hostile
+    data["configs"]["stage 1"]["overrides"].append(hostile)
+    data["versions"]["torch"] = hostile
+    data["command_line"] = hostile
+    data["summary"].append(hostile)
+    pngs = {p.stem: p.read_bytes() for p in (out / "images").glob("*.png")}
+    page_html = render_page(data, pngs, dict.fromkeys(("swap", "stage1", "prior", "codebook"), pngs["chelsea_original"]))
+    page = _Page()
+    page.feed(page_html)
+    assert not page.external  # no <script> came through
+    assert "<script>" not in page_html and "onerror=" not in page_html.replace("onerror=alert(1)&gt;", "")
+    assert page_html.count("&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;") >= 6
+    assert sum(hostile in t for t in page.text) >= 5  # shown as text (the parser unescapes it)
+
+
+def test_both_decoders_get_one_config_and_one_budget():
+    from hit_decoder.commands.demo import FLAG_PHASES
+    from hit_decoder.demo.plan import PHASE_CONFIGS
+
+    assert PHASE_CONFIGS["cnn_decoder"] == PHASE_CONFIGS["swap"] == "demo_swap"
+    assert FLAG_PHASES["swap"] == ("cnn_decoder", "swap")  # --swap-batches sets both
+    assert BUDGETS["full"].batches["cnn_decoder"] == BUDGETS["full"].batches["swap"]
+    assert BUDGETS["tiny"].batches["cnn_decoder"] == BUDGETS["tiny"].batches["swap"]
 
 
 def test_report_page_is_self_contained(runs):
@@ -210,7 +259,7 @@ def test_terminal_is_clean(runs, capfd):
     lines = [ln for ln in runs[2].splitlines() if ln.strip()]
     noisy = [ln for ln in lines if any(n in ln for n in NOISE)]
     assert not noisy, noisy
-    for phase in ("[swap] taming VQGAN", "[swap] its decoder swapped", "[stage 1]", "[sampling] taming GPT prior trained",
+    for phase in ("[swap] taming VQGAN", "[swap] a fresh CNN decoder", "[swap] its decoder swapped", "[stage 1]", "[sampling] taming GPT prior trained",
                   "[sampling] windowed prior trained", "[sampling] taming GPT prior sampled",
                   "[sampling] windowed prior sampled", "held-out photographs", "report:"):
         assert sum(phase in ln for ln in lines) == 1, phase
@@ -254,4 +303,6 @@ def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
     worker.start()
     with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
         worker.result()
-    assert not worker.process.is_alive()
+    assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
+    with pytest.raises(ProcessLookupError):  # ... which has ended
+        os.kill(worker.pid, 0)

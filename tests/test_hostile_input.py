@@ -270,7 +270,7 @@ def test_sample_refuses_a_size_that_cannot_fit_in_memory():
     from hit_decoder.commands.sample import available_memory, check_memory
 
     if available_memory() is None:
-        pytest.skip("no /proc/meminfo")
+        pytest.skip("psutil cannot tell the available memory here")
     with pytest.raises(MemoryError, match="smaller --size"):
         check_memory((400_000, 400_000), 1, None, 64)
     with pytest.raises(MemoryError, match="--tile"):

@@ -224,7 +224,16 @@ def test_cnn_decoder_from_scratch_then_swap_from_its_taming_export(tmp_path):
     hit = adapters.load_vqmodel(swap.exports["model"])
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     assert torch.equal(adapters.encode_indices(hit, x), adapters.encode_indices(vq, x))  # the same frozen codes
-    with pytest.raises(ValueError, match="needs mode=from_scratch"):
-        train_config_from_dict(tiny_config(tmp_path / "x", mode="decoder_swap", model={"decoder": "cnn"}))
+    # decoder_swap with model.decoder: cnn: a fresh CNN decoder of the same shape on the same frozen codes
+    fresh = run_training(tiny_config(tmp_path / "fresh", mode="decoder_swap", loss={"codebook_weight": 0.0},
+                                     model={"decoder": "cnn", "vqgan_config": cnn.exports["taming_yaml"],
+                                            "vqgan_ckpt": cnn.exports["taming_ckpt"]}, trainer={"max_batches": 2}))
+    base = adapters.load_vqmodel(fresh.exports["model"])
+    assert type(base.decoder).__name__ == "Decoder" and torch.equal(adapters.encode_indices(base, x), adapters.encode_indices(vq, x))
+    shapes = {k: v.shape for k, v in vq.decoder.state_dict().items()}
+    assert {k: v.shape for k, v in base.decoder.state_dict().items()} == shapes
+    assert not torch.equal(base.decoder.conv_in.weight, vq.decoder.conv_in.weight)  # re-initialised, then trained
+    with pytest.raises(ValueError, match="not available with model.diffusers_model"):
+        train_config_from_dict(tiny_config(tmp_path / "x", mode="decoder_swap", model={"decoder": "cnn", "diffusers_model": "d"}))
     with pytest.raises(ValueError, match="decoder_overrides"):
         train_config_from_dict(tiny_config(tmp_path / "x", model={"decoder": "cnn", "decoder_overrides": {"depths": [1]}}))

@@ -1,9 +1,9 @@
 """``hit-decoder demo``: the library's three uses on the embedded photographs, measured, no
 arguments, no downloads; writes ``OUT/report.html`` (one self-contained page) and ``OUT/report.json``.
 
-1. decoder swap: a small taming VQGAN (CNN decoder) trained from scratch, its decoder replaced by
-   a HiT decoder trained on the frozen encoder + codebook; both decoders decode the same codes of
-   the held-out photographs (whole): PSNR, SSIM, seam ratios, decode time;
+1. decoder swap: a small taming VQGAN (CNN decoder) trained from scratch; a fresh CNN decoder and a
+   HiT decoder each trained on its frozen encoder + codebook, with the same batches and loss; both
+   decode the same codes of the held-out photographs (whole): PSNR, SSIM, chroma, seams, decode time;
 2. stage 1: a VQGAN with a HiT decoder trained from scratch (L1 + codebook + adversarial, + LPIPS
    when its VGG16 weights are on the machine);
 3. high-resolution sampling: two priors (a taming GPT and a windowed prior) on the stage-1 codes of
@@ -22,8 +22,9 @@ import sys
 from pathlib import Path
 
 PHASE_FLAGS = {"cnn": "--cnn-batches", "swap": "--swap-batches", "stage1": "--stage1-batches", "prior": "--prior-batches"}
-#: the phases each flag sets: --prior-batches sets both priors (they get the same budget)
-FLAG_PHASES = {"cnn": ("cnn",), "swap": ("swap",), "stage1": ("stage1",), "prior": ("prior", "windowed")}
+#: the phases each flag sets: --swap-batches both decoders trained on the frozen codes, --prior-batches
+#: both priors (each pair gets the same budget)
+FLAG_PHASES = {"cnn": ("cnn",), "swap": ("cnn_decoder", "swap"), "stage1": ("stage1",), "prior": ("prior", "windowed")}
 
 
 def _positive(text: str) -> int:

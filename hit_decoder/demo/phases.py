@@ -1,8 +1,9 @@
 """The demo's phases, each a call of the library's public API with a shipped config:
 
 * decoder swap — ``run_training("demo_cnn")`` trains a small taming VQGAN (CNN decoder); its
-  taming export (``.ckpt`` + YAML) is the source of ``run_training("demo_swap")``, which replaces
-  the CNN decoder with a HiT decoder trained on the frozen encoder and codebook;
+  taming export (``.ckpt`` + YAML) is the source of ``run_training("demo_swap")`` twice: once with
+  ``model.decoder=cnn`` (a fresh CNN decoder of the same shape) and once with the shipped HiT
+  decoder, each trained on the frozen encoder and codebook with the same batches and loss;
 * stage 1 — ``run_training("demo")``: encoder, codebook and HiT decoder from scratch;
 * high-resolution sampling — ``train_prior("demo")`` twice on the stage-1 model's codes of one
   texture photograph (a taming GPT, and with ``architecture=windowed`` a windowed prior), then
@@ -121,15 +122,20 @@ def _val_line(run: dict[str, Any]) -> str:
 
 
 def run_swap_phases(job: Job, reporter: Reporter) -> dict[str, Any]:
-    """Part 1: train the CNN VQGAN, then swap its decoder for a HiT decoder trained on its frozen codes."""
+    """Part 1: train the CNN VQGAN; then, on its frozen encoder + codebook, a fresh CNN decoder of its
+    own shape and a HiT decoder, with one config (``demo_swap``) but the decoder: the same codes,
+    batches, loss and schedule."""
     cnn = _train(job, reporter, "cnn", "[swap] CNN VQGAN")
     reporter.finish("cnn", f"[swap] taming VQGAN with its CNN decoder trained from scratch: {_val_line(cnn)}",
                     cnn["timing"]["seconds"])
     source = [f"model.vqgan_config={cnn['exports']['taming_yaml']}", f"model.vqgan_ckpt={cnn['exports']['taming_ckpt']}"]
+    fresh = _train(job, reporter, "cnn_decoder", "[swap] fresh CNN decoder on frozen codes", [*source, "model.decoder=cnn"])
+    reporter.finish("cnn_decoder", f"[swap] a fresh CNN decoder of the same shape, trained on the frozen encoder + codebook: "
+                    f"{_val_line(fresh)}", fresh["timing"]["seconds"])
     hit = _train(job, reporter, "swap", "[swap] HiT decoder on frozen codes", source)
     reporter.finish("swap", f"[swap] its decoder swapped for a HiT decoder, trained on the frozen encoder + codebook: "
                     f"{_val_line(hit)}", hit["timing"]["seconds"])
-    return {"cnn": cnn, "swap": hit}
+    return {"cnn": cnn, "cnn_decoder": fresh, "swap": hit}
 
 
 def run_stage1_phase(job: Job, reporter: Reporter) -> dict[str, Any]:

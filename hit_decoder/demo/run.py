@@ -3,12 +3,16 @@ process beside stage 1 and the prior when ``plan.workers == 2``), measure, and w
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import platform
 import queue as queue_module
+import signal
 import sys
-import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,56 +43,83 @@ def claim_demo_outputs(out: Path, overwrite: bool) -> None:
     claim_outputs(out, REPORT_FILES, overwrite=overwrite, what="--out", how=how)
 
 
-def _swap_worker(events: Any, job: Job) -> None:
-    """The second process: the decoder-swap phases, reported through ``events``."""
+_EVENTS: Any = None  # the worker process's end of the event queue (set by _start_worker)
+
+
+def _start_worker(events: Any) -> None:
+    """Initialiser of the decoder-swap process: keep the queue its phase events go back through."""
+    global _EVENTS
+    _EVENTS = events
+    torch.set_num_threads(1)
+
+
+def _swap_worker(job: Job) -> dict[str, Any]:
+    """The second process's task: the decoder-swap phases, their events sent to the main process.
+    Errors come back as one picklable line (some library exceptions do not pickle)."""
+    _EVENTS.put(("pid", os.getpid()))
     try:
         with quiet_third_party():
-            torch.set_num_threads(1)
-            events.put(("result", run_swap_phases(job, QueueReporter(events))))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process
-        events.put(("error", f"{type(exc).__name__}: {exc}"))
+            return run_swap_phases(job, QueueReporter(_EVENTS))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process as one line
+        raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
 class _Worker:
-    """The decoder-swap phases in a spawned process; its phase events are replayed on this
-    terminal by a listener thread, its result (or error) is kept for :meth:`result`."""
+    """The decoder-swap phases in a spawned process (a one-process ``ProcessPoolExecutor``); a relay
+    thread (a one-thread ``ThreadPoolExecutor``) replays its phase events on this terminal until
+    its task is done. :meth:`result` gives the phases' result or raises their error."""
 
     def __init__(self, job: Job, reporter: Reporter) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.events = ctx.Queue()
-        self.process = ctx.Process(target=_swap_worker, args=(self.events, job), daemon=True, name="hit-decoder-demo-swap")
-        self.reporter = reporter
-        self.outcome: tuple[str, Any] | None = None
-        self.listener = threading.Thread(target=self._listen, daemon=True)
+        self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_start_worker, initargs=(self.events,))
+        self.relay = ThreadPoolExecutor(1, thread_name_prefix="hit-decoder-demo-relay")
+        self.job, self.reporter = job, reporter
+        self.pid: int | None = None
 
     def start(self) -> None:
-        self.process.start()
-        self.listener.start()
+        self.task = self.pool.submit(_swap_worker, self.job)
+        self.relayed = self.relay.submit(self._relay)
 
-    def _listen(self) -> None:
-        while self.outcome is None:
-            alive = self.process.is_alive()  # before reading: what a finished process sent is in the pipe by now
+    def _relay(self) -> None:
+        """Replay events until the task is done and its last events are read."""
+        while True:
+            done = self.task.done()  # before reading: what a finished task sent is in the pipe by now
             try:
-                event = self.events.get(timeout=0.5 if alive else 5)
+                event = self.events.get(timeout=0.2 if not done else 1)
             except queue_module.Empty:
-                if not alive:
-                    self.outcome = ("error", f"the decoder-swap process ended without a result (exit code {self.process.exitcode})")
+                if done:
+                    return
                 continue
-            if not replay(event, self.reporter):
-                self.outcome = (event[0], event[1])
+            if event[0] == "pid":
+                self.pid = event[1]
+            else:
+                replay(event, self.reporter)
 
     def result(self) -> dict[str, Any]:
-        self.listener.join()
-        self.process.join(timeout=30)
-        kind, value = self.outcome or ("error", "no result")
-        if kind != "result":
-            raise RuntimeError(f"decoder-swap phases failed: {value}")
+        try:
+            value = self.task.result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError(f"decoder-swap phases failed: the decoder-swap process ended without a result ({exc})") from None
+        except RuntimeError as exc:
+            raise RuntimeError(f"decoder-swap phases failed: {exc}") from None
+        finally:
+            self.relayed.result()
+            self.pool.shutdown()
+            self.relay.shutdown()
         return value
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout=10)
+        """Stop a task still running (the main process failed): SIGTERM, which a training run in it
+        answers by saving a checkpoint and ending; then nothing more is replayed."""
+        deadline = time.monotonic() + 5
+        while self.pid is None and not self.task.done() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the task's first event names its process
+        if not self.task.done() and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.relay.shutdown(wait=True)
 
 
 def _train_photos(run: dict[str, Any]) -> tuple[tuple[str, ...], int]:
@@ -142,7 +173,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
-            swap_eval = evaluate_swap(plan, swap["cnn"]["exports"]["model"], swap["swap"]["exports"]["model"],
+            swap_eval = evaluate_swap(plan, swap["cnn_decoder"]["exports"]["model"], swap["swap"]["exports"]["model"],
                                       _train_photos(swap["cnn"]))
             stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
             evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
@@ -159,7 +190,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
         raise
     finally:
         torch.set_num_threads(threads)
-    timings = [swap["cnn"]["timing"], swap["swap"]["timing"], stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
+    timings = [*(swap[k]["timing"] for k in ("cnn", "cnn_decoder", "swap")), stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
                *sample["timings"], evaluation]
     context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
                "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,

@@ -62,8 +62,9 @@ class ModelConfig:
     beta: float = 0.25  # commitment weight of the VQ loss
     # preset name ("hit-8m-f16"), path to a decoder YAML, or a mapping of HiTDecoderConfig fields;
     # z_channels is always taken from the encoder / VQGAN, the rest can be overridden below.
-    # from_scratch only: "cnn" trains a plain taming VQGAN (its CNN decoder mirrors the encoder),
-    # a baseline, or a VQGAN whose decoder is swapped later
+    # "cnn": from_scratch trains a plain taming VQGAN (its CNN decoder mirrors the encoder), a baseline
+    # or a VQGAN whose decoder is swapped later; decoder_swap trains a fresh CNN decoder of the VQGAN's
+    # own shape on its frozen codes (a baseline trained exactly like a swapped-in HiT decoder)
     decoder: Any = "hit-8m-f16"
     decoder_overrides: dict[str, Any] = field(default_factory=dict)
     # decoder_swap: the taming VQGAN whose encoder, quantizer and codebook are kept frozen
@@ -252,8 +253,8 @@ def validate(cfg: TrainConfig) -> None:
     require(t.precision in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true"),
            f"trainer.precision must be '32-true' or 'bf16-mixed' (or '16-mixed'), got {t.precision!r}")
     if cfg.model.decoder == CNN_DECODER:
-        require(cfg.mode == "from_scratch", f"model.decoder={CNN_DECODER!r} needs mode=from_scratch (decoder_swap "
-               "trains a new HiT decoder on a frozen VQGAN)")
+        require(cfg.model.diffusers_model is None, f"model.decoder={CNN_DECODER!r} is not available with "
+               "model.diffusers_model (a fresh CNN decoder is built from a taming VQGAN's config)")
         require(not cfg.model.decoder_overrides, f"model.decoder_overrides apply to HiT decoders, not to "
                f"model.decoder={CNN_DECODER!r} (its CNN decoder mirrors model.encoder)")
     enc = cfg.model.encoder

@@ -5,7 +5,8 @@
 * ``decoder_swap``: an existing taming VQGAN (YAML + checkpoint, loaded strictly by
   ``hit_decoder.adapters.load_vqgan``) or diffusers ``VQModel`` folder (``model.diffusers_model``,
   ``hit_decoder.adapters.diffusers``; trained through its taming view) whose CNN decoder is replaced
-  by a HiT decoder (``swap_decoder``); everything before the decoder stays frozen. The CNN decoder is returned
+  by a HiT decoder (``swap_decoder``), or with ``model.decoder: cnn`` by a freshly initialised CNN
+  decoder of the same shape (a baseline trained like the HiT decoder); everything before the decoder stays frozen. The CNN decoder is returned
   separately (frozen) when the run distils toward it.
 
 Model construction uses the global RNG (taming's layers initialise themselves with it); it runs
@@ -82,9 +83,13 @@ def _build_from_scratch(cfg: Any) -> BuiltModels:
 def _build_decoder_swap(cfg: Any, allow_unsafe_pickle: bool) -> BuiltModels:
     from .. import adapters
 
+    from .config import CNN_DECODER
+
     vq = adapters.load_vqgan(cfg.model.vqgan_config, cfg.model.vqgan_ckpt, allow_unsafe_pickle=allow_unsafe_pickle)
     z_channels = int(vq.post_quant_conv.out_channels)
     factor = adapters.downsample_factor(vq)
+    if cfg.model.decoder == CNN_DECODER:  # a baseline trained exactly like a swapped-in HiT decoder
+        return _fresh_cnn_decoder(cfg, vq, factor)
     dec_cfg = decoder_config_for(cfg.model, z_channels, factor, int(vq.decoder.conv_out.out_channels))
     teacher = make_ema_copy(vq.decoder) if cfg.loss.distill_weight > 0 else None
     adapters.swap_decoder(vq, HiTDecoder(dec_cfg))
@@ -95,6 +100,21 @@ def _build_decoder_swap(cfg: Any, allow_unsafe_pickle: bool) -> BuiltModels:
             f"{cfg.model.vqgan_ckpt}, new HiT decoder {cfg.model.decoder!r}"
             + (f", distilling toward the CNN decoder (weight {cfg.loss.distill_weight})" if teacher is not None else ""))
     return BuiltModels(vq=vq, teacher=teacher, decoder_config=dec_cfg, description=desc)
+
+
+def _fresh_cnn_decoder(cfg: Any, vq: nn.Module, factor: int) -> BuiltModels:
+    """``decoder_swap`` with ``model.decoder: cnn``: the VQGAN's CNN decoder replaced by a freshly
+    initialised one of the same shape (from its own config), trained on the frozen codes."""
+    from .. import adapters
+
+    teacher = make_ema_copy(vq.decoder) if cfg.loss.distill_weight > 0 else None
+    vq.decoder = adapters.build_vqmodel(adapters.resolve_model_config(cfg.model.vqgan_config)).decoder
+    for part in frozen_parts(vq):
+        part.requires_grad_(False)
+        part.eval()
+    desc = (f"decoder_swap: frozen encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} codes, f{factor}) from "
+            f"{cfg.model.vqgan_ckpt}, its CNN decoder re-initialised (same shape)")
+    return BuiltModels(vq=vq, teacher=teacher, decoder_config=None, description=desc)
 
 
 def check_diffusers_source(cfg: Any) -> int:
