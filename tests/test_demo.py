@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 import torch
+from PIL import Image
 
 import hit_decoder
 from hit_decoder.cli import main
@@ -150,15 +149,17 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
     assert s["speedup"] > 0 and s["period_px"] == s["window"][0] * s["factor"]
     assert 0 <= s["texture"]["tv_halves"] <= 1
     losses = report["stage1"]["losses"]  # tiny budget: 3 batches, so the GAN term (batch 350) never enters
-    assert [x.split(" (")[0] for x in losses] == ["L1 reconstruction", "codebook + commitment",
-                                                  "adversarial configured but never entered: it starts at batch 350, the run had 3"]
+    assert [x.split(" (")[0] for x in losses] == [
+        "L1 reconstruction", "codebook + commitment",
+        "adversarial configured but never entered: it starts at batch 350, the run had 3"]
     assert report["swap"]["losses"]["hit"] == ["L1 reconstruction (weight 1)"]
     lpips_on, lpips_line = lpips_state()  # what this machine has: the report must say the same
     assert (report["lpips"], report["lpips_line"]) == (lpips_on, lpips_line)
     assert report["lpips_line"].startswith("LPIPS on" if lpips_on else "LPIPS off")
     assert {t["phase"] for t in report["times"]} == {"cnn", "cnn_decoder", "swap", "stage1", "prior", "windowed", "sample_prior",
                                                     "sample_windowed", "evaluate"}
-    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, CNN decoder", "decoder swap, HiT decoder", "stage 1", "prior", "windowed prior"}
+    assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, CNN decoder", "decoder swap, HiT decoder",
+                                      "stage 1", "prior", "windowed prior"}
     assert report["configs"]["stage 1"]["merged"]["trainer"]["max_batches"] == 3
     assert (report["versions"]["torch"], report["versions"]["hit-decoder"]) == (torch.__version__, hit_decoder.__version__)
 
@@ -259,7 +260,8 @@ def test_terminal_is_clean(runs, capfd):
     lines = [ln for ln in runs[2].splitlines() if ln.strip()]
     noisy = [ln for ln in lines if any(n in ln for n in NOISE)]
     assert not noisy, noisy
-    for phase in ("[swap] taming VQGAN", "[swap] a fresh CNN decoder", "[swap] its decoder swapped", "[stage 1]", "[sampling] taming GPT prior trained",
+    for phase in ("[swap] taming VQGAN", "[swap] a fresh CNN decoder", "[swap] its decoder swapped", "[stage 1]",
+                  "[sampling] taming GPT prior trained",
                   "[sampling] windowed prior trained", "[sampling] taming GPT prior sampled",
                   "[sampling] windowed prior sampled", "held-out photographs", "report:"):
         assert sum(phase in ln for ln in lines) == 1, phase

@@ -229,7 +229,8 @@ def test_cnn_decoder_from_scratch_then_swap_from_its_taming_export(tmp_path):
                                      model={"decoder": "cnn", "vqgan_config": cnn.exports["taming_yaml"],
                                             "vqgan_ckpt": cnn.exports["taming_ckpt"]}, trainer={"max_batches": 2}))
     base = adapters.load_vqmodel(fresh.exports["model"])
-    assert type(base.decoder).__name__ == "Decoder" and torch.equal(adapters.encode_indices(base, x), adapters.encode_indices(vq, x))
+    assert type(base.decoder).__name__ == "Decoder"
+    assert torch.equal(adapters.encode_indices(base, x), adapters.encode_indices(vq, x))
     shapes = {k: v.shape for k, v in vq.decoder.state_dict().items()}
     assert {k: v.shape for k, v in base.decoder.state_dict().items()} == shapes
     assert not torch.equal(base.decoder.conv_in.weight, vq.decoder.conv_in.weight)  # re-initialised, then trained

@@ -142,7 +142,8 @@ def difference_image(a: torch.Tensor, b: torch.Tensor, scale: int) -> Image.Imag
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST)
 
 
-def report_pictures(swap_eval: dict[str, Any], stage1_eval: dict[str, Any], sample: dict[str, Any]) -> tuple[dict[str, bytes], int]:
+def report_pictures(swap_eval: dict[str, Any], stage1_eval: dict[str, Any],
+                    sample: dict[str, Any]) -> tuple[dict[str, bytes], int]:
     """PNG bytes of every image the report shows (``{file stem: png}``) and the enlargement of the
     texture pictures (so that a sample is shown at most 512 px wide)."""
     pngs: dict[str, bytes] = {}

@@ -12,10 +12,12 @@ from .figures import PRIOR_FILES, PRIOR_NAMES, data_uri
 __all__ = ["render_page", "table", "figure", "CSS"]
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1400px;margin:1.5em auto;padding:0 1em;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1400px;margin:1.5em auto;
+padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.reference td{font-style:italic}tr.total td{font-weight:bold}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}tr.reference td{font-style:italic}
+tr.total td{font-weight:bold}
 .row{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}figure{margin:0}figcaption{font-size:.85em;color:#555;max-width:620px}
 img.px{image-rendering:pixelated}pre{background:#f6f6f6;padding:.6em;overflow-x:auto;font-size:.85em}
 .meta{color:#555;font-size:.9em}.note{color:#555;font-size:.9em;max-width:70em}code{background:#f3f3f3;padding:0 .2em}
@@ -133,7 +135,8 @@ def sampling_view(data: dict[str, Any], pngs: dict[str, bytes], curve: bytes) ->
                            f"{ch}x{cw} codes in {v['sampling_seconds']:.1f} s; TV {v['tv']:.3f}, seam ratio at {period} px "
                            f"{fmt(v['seam_window'], '.2f')}", PRIOR_NAMES[k], "px") for k, v in p.items()],
         "diffs": [*(figure(pngs[f"sample_{PRIOR_FILES[k]}_diff"], f"{PRIOR_NAMES[k]} tiled minus whole",
-                           f"{PRIOR_NAMES[k]}: |tiled - whole| decode, scaled to its maximum ({_exact(v)}; black = equal)", cls="px")
+                           f"{PRIOR_NAMES[k]}: |tiled - whole| decode, scaled to its maximum "
+                           f"({_exact(v)}; black = equal)", cls="px")
                     for k, v in p.items()),
                   figure(curve, "prior loss", "training loss of both priors (CSV logs)")],
     }

@@ -149,8 +149,8 @@ def run_stage1_phase(job: Job, reporter: Reporter) -> dict[str, Any]:
 def texture_image(name: str, side: int, factor: int) -> torch.Tensor:
     """The scikit-image photograph ``name`` resized (shorter side ``side``) and cut to a centred
     square whose side is a multiple of ``factor``: ``(1, 3, S, S)`` in [-1, 1]."""
-    from ..images import fit_to_factor, resize_shorter
     from ..common.data import embedded_photographs
+    from ..images import fit_to_factor, resize_shorter
 
     [(_, img)] = embedded_photographs([name])
     img = resize_shorter(img, side)
@@ -199,9 +199,9 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[s
     sample is decoded tile by tile (one tile per prior window) and whole, and compared with the
     photograph: code-histogram distance and the seam ratio at the window period."""
     from .. import adapters
+    from ..common.metrics import code_histogram_tv, seam_ratio, to_unit_range
     from ..prior import load_prior, prior_info
     from ..sampling import sample_sliding_window
-    from ..common.metrics import code_histogram_tv, seam_ratio, to_unit_range
 
     plan = job.plan
     vq = adapters.load_vqmodel(stage1_model).eval()
@@ -243,7 +243,8 @@ def sample_phase(job: Job, reporter: Reporter, stage1_model: str, priors: dict[s
                         "codes_used": int(idx.unique().numel()), "tv": code_histogram_tv(idx, photo_codes, n_codes),
                         "seam_window": _finite_or_none(float(seam_ratio(to_unit_range(tiled), period)[0])),
                         # control: the same image measured on lines half a window away from the window borders
-                        "seam_shifted": _finite_or_none(float(seam_ratio(to_unit_range(tiled[..., period // 2:, period // 2:]), period)[0]))}
+                        "seam_shifted": _finite_or_none(
+                            float(seam_ratio(to_unit_range(tiled[..., period // 2:, period // 2:]), period)[0]))}
         reporter.finish(f"sample_{key}", f"[sampling] {PRIOR_TITLES[key]} sampled {shape[0]}x{shape[1]} codes with {how}, "
                         f"decoded in {min(window)}x{min(window)}-code tiles: code-histogram TV to {plan.texture} "
                         f"{samples[key]['tv']:.3f}, seam ratio at {period} px {_num(samples[key]['seam_window'])}, "
@@ -295,8 +296,8 @@ def _reconstruct(vq: torch.nn.Module, images: dict[str, torch.Tensor]) -> tuple[
 
 def _scores(x: torch.Tensor, xrec: torch.Tensor, factor: int) -> dict[str, Any]:
     """One held-out photograph's size, PSNR, SSIM, seam ratios and chroma ratio (colour kept)."""
-    from ..training.evaluate import score_images
     from ..common.metrics import chroma_ratio, to_unit_range
+    from ..training.evaluate import score_images
 
     return {"size": f"{x.shape[-1]}x{x.shape[-2]}", **score_images(x, xrec, factor),
             "chroma_ratio": float(chroma_ratio(to_unit_range(x), to_unit_range(xrec))[0])}
@@ -314,8 +315,8 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train: tuple[t
     """The CNN and the HiT decoder on the SAME codes of the held-out photographs (whole): scores,
     reconstructions, cost, and decode times measured interleaved in this process."""
     from .. import adapters
-    from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores
     from ..common.metrics import seam_periods, seam_ratio, to_unit_range
+    from ..training.evaluate import held_out_images, interleaved_seconds, mean_scores
 
     models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
     factor = adapters.downsample_factor(models["cnn"])

@@ -11,11 +11,13 @@ __all__ = ["DemoPlan", "BUDGETS", "PHASE_CONFIGS", "PHASE_DIRS", "PRIOR_KEYS", "
 #: shipped config of each training phase (``hit_decoder/configs/train|prior/<name>.yaml``); both
 #: decoders on the frozen codes use the same config (the CNN one with ``model.decoder=cnn``), both
 #: priors the same prior config (the windowed one with ``architecture=windowed``)
-PHASE_CONFIGS = {"cnn": "demo_cnn", "cnn_decoder": "demo_swap", "swap": "demo_swap", "stage1": "demo", "prior": "demo", "windowed": "demo"}
+PHASE_CONFIGS = {"cnn": "demo_cnn", "cnn_decoder": "demo_swap", "swap": "demo_swap", "stage1": "demo", "prior": "demo",
+                 "windowed": "demo"}
 #: the prior phases (taming GPT, windowed prior): trained on the same codes, crops and budget
 PRIOR_KEYS = ("prior", "windowed")
 #: each training phase's run folder under the demo's --out
-PHASE_DIRS = {"cnn": "swap/cnn", "cnn_decoder": "swap/cnn_decoder", "swap": "swap/hit", "stage1": "stage1", "prior": "prior/gpt", "windowed": "prior/windowed"}
+PHASE_DIRS = {"cnn": "swap/cnn", "cnn_decoder": "swap/cnn_decoder", "swap": "swap/hit", "stage1": "stage1", "prior": "prior/gpt",
+              "windowed": "prior/windowed"}
 #: what the demo itself writes under --out (globs), besides the phases' run folders; ``texture/``
 #: holds the photograph both priors learn (written as a file so that ``train-prior`` can read it)
 REPORT_FILES = ("report.html", "report.json", "images/*.png", "images/*.npy", "texture/*.png")
@@ -52,7 +54,8 @@ class DemoPlan:
             if n is not None and n < 1:
                 raise ValueError(f"the {key} phase needs at least 1 batch, got {n}")
         if self.canvas_scale < 2:
-            raise ValueError(f"the sample canvas must be at least twice the photograph's code grid per side, got {self.canvas_scale}")
+            raise ValueError("the sample canvas must be at least twice the photograph's code grid per side, "
+                             f"got {self.canvas_scale}")
         if self.texture_side < 16:
             raise ValueError(f"the texture photograph's side must be at least 16 px, got {self.texture_side}")
         if self.eval_side < 16:
@@ -74,6 +77,7 @@ class DemoPlan:
 #: in seconds (tests)
 BUDGETS = {
     "full": DemoPlan(),
-    "tiny": DemoPlan(batches={"cnn": 3, "cnn_decoder": 3, "swap": 3, "stage1": 3, "prior": 3, "windowed": 3}, val_every=2, eval_side=64,
+    "tiny": DemoPlan(batches={"cnn": 3, "cnn_decoder": 3, "swap": 3, "stage1": 3, "prior": 3, "windowed": 3},
+                     val_every=2, eval_side=64,
                      texture_side=64, timing_repeats=1, small_validation=True),
 }

@@ -95,8 +95,10 @@ def _sampling_data(priors: dict, sample: dict, scale: int) -> dict[str, Any]:
 def _configs(swap: dict, stage1: dict, priors: dict) -> dict[str, Any]:
     return {title: {"name": name, "overrides": run["overrides"], "merged": run["config"]} for title, name, run in (
         ("decoder swap, CNN VQGAN", "train/demo_cnn", swap["cnn"]),
-        ("decoder swap, CNN decoder", "train/demo_swap", swap["cnn_decoder"]), ("decoder swap, HiT decoder", "train/demo_swap", swap["swap"]),
-        ("stage 1", "train/demo", stage1), ("prior", "prior/demo", priors["prior"]), ("windowed prior", "prior/demo", priors["windowed"]))}
+        ("decoder swap, CNN decoder", "train/demo_swap", swap["cnn_decoder"]),
+        ("decoder swap, HiT decoder", "train/demo_swap", swap["swap"]),
+        ("stage 1", "train/demo", stage1), ("prior", "prior/demo", priors["prior"]),
+        ("windowed prior", "prior/demo", priors["windowed"]))}
 
 
 def summary_lines(data: dict[str, Any], lpips_line: str) -> list[str]:
@@ -106,16 +108,19 @@ def summary_lines(data: dict[str, Any], lpips_line: str) -> list[str]:
     return [
         f"Decoder swap (same codes, held-out photographs whole): CNN decoder PSNR {d['cnn']['mean']['psnr']:.2f} dB / SSIM "
         f"{d['cnn']['mean']['ssim']:.3f} / chroma ratio {d['cnn']['mean']['chroma_ratio']:.2f}, HiT decoder PSNR "
-        f"{d['hit']['mean']['psnr']:.2f} dB / SSIM {d['hit']['mean']['ssim']:.3f} / chroma ratio {d['hit']['mean']['chroma_ratio']:.2f}, "
+        f"{d['hit']['mean']['psnr']:.2f} dB / SSIM {d['hit']['mean']['ssim']:.3f} / "
+        f"chroma ratio {d['hit']['mean']['chroma_ratio']:.2f}, "
         f"at {d['hit']['gflops'] / d['cnn']['gflops']:.2f}x the FLOPs; decode {d['cnn']['decode_seconds']:.3f} s vs "
         f"{d['hit']['decode_seconds']:.3f} s.",
         f"Stage 1 (HiT decoder from scratch, {st['batches']} batches; {'; '.join(x.split(' (')[0] for x in st['losses'])}): "
         f"PSNR {st['mean']['psnr']:.2f} dB, SSIM {st['mean']['ssim']:.3f}, chroma ratio {st['mean']['chroma_ratio']:.2f}.",
         f"Sampling: two priors on the codes of {t['name']} ({t['grid_codes'][0]}x{t['grid_codes'][1]} codes) each "
         f"drew {s['canvas_codes'][0]}x{s['canvas_codes'][1]} codes: taming GPT (sliding window) "
-        f"{sp['prior']['sampling_seconds']:.1f} s, TV {sp['prior']['tv']:.3f}, seam ratio {fmt(sp['prior']['seam_window'], '.2f')}; "
+        f"{sp['prior']['sampling_seconds']:.1f} s, TV {sp['prior']['tv']:.3f}, "
+        f"seam ratio {fmt(sp['prior']['seam_window'], '.2f')}; "
         f"windowed prior (streaming) {sp['windowed']['sampling_seconds']:.1f} s ({s['speedup']:.1f}x faster), "
-        f"TV {sp['windowed']['tv']:.3f}, seam ratio {fmt(sp['windowed']['seam_window'], '.2f')} (at the {s['period_px']} px window period).",
+        f"TV {sp['windowed']['tv']:.3f}, seam ratio {fmt(sp['windowed']['seam_window'], '.2f')} "
+        f"(at the {s['period_px']} px window period).",
         lpips_line + ".",
     ]
 

@@ -11,16 +11,25 @@ import queue as queue_module
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .phases import (Job, clock, evaluate_stage1, evaluate_swap, lpips_state, run_prior_phases,
-                     run_stage1_phase, run_swap_phases, sample_phase)
+from .phases import (
+    Job,
+    clock,
+    evaluate_stage1,
+    evaluate_swap,
+    lpips_state,
+    run_prior_phases,
+    run_stage1_phase,
+    run_swap_phases,
+    sample_phase,
+)
 from .plan import PHASE_DIRS, PRIOR_KEYS, REPORT_FILES, DemoPlan
 from .terminal import QueueReporter, Reporter, TerminalReporter, quiet_third_party, replay
 
@@ -60,7 +69,7 @@ def _swap_worker(job: Job) -> dict[str, Any]:
     try:
         with quiet_third_party():
             return run_swap_phases(job, QueueReporter(_EVENTS))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the main process as one line
+    except BaseException as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -190,7 +199,8 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
         raise
     finally:
         torch.set_num_threads(threads)
-    timings = [*(swap[k]["timing"] for k in ("cnn", "cnn_decoder", "swap")), stage1["timing"], *(priors[k]["timing"] for k in PRIOR_KEYS),
+    timings = [*(swap[k]["timing"] for k in ("cnn", "cnn_decoder", "swap")), stage1["timing"],
+               *(priors[k]["timing"] for k in PRIOR_KEYS),
                *sample["timings"], evaluation]
     context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
                "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,

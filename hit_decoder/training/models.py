@@ -6,7 +6,8 @@
   ``hit_decoder.adapters.load_vqgan``) or diffusers ``VQModel`` folder (``model.diffusers_model``,
   ``hit_decoder.adapters.diffusers``; trained through its taming view) whose CNN decoder is replaced
   by a HiT decoder (``swap_decoder``), or with ``model.decoder: cnn`` by a freshly initialised CNN
-  decoder of the same shape (a baseline trained like the HiT decoder); everything before the decoder stays frozen. The CNN decoder is returned
+  decoder of the same shape (a baseline trained like the HiT decoder); everything before the decoder
+  stays frozen. The CNN decoder is returned
   separately (frozen) when the run distils toward it.
 
 Model construction uses the global RNG (taming's layers initialise themselves with it); it runs
@@ -82,7 +83,6 @@ def _build_from_scratch(cfg: Any) -> BuiltModels:
 
 def _build_decoder_swap(cfg: Any, allow_unsafe_pickle: bool) -> BuiltModels:
     from .. import adapters
-
     from .config import CNN_DECODER
 
     vq = adapters.load_vqgan(cfg.model.vqgan_config, cfg.model.vqgan_ckpt, allow_unsafe_pickle=allow_unsafe_pickle)
