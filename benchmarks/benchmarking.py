@@ -42,7 +42,7 @@ import torch
 from hit_decoder.common.seeding import seeded
 from hit_decoder.fileio import atomic_path
 
-__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "precision_context",
+__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "decode_flops",
            "peak_memory_mb", "update_section", "vm_kb"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
@@ -125,11 +125,13 @@ def has_bf16_units() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
-def precision_context(precision: str, device_type: str = "cpu"):
-    """``fp32``: nothing; ``bf16-autocast``: ``torch.autocast`` to bfloat16 (a cast decoder needs none)."""
-    if precision == "bf16-autocast":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def decode_flops(model: torch.nn.Module, z: torch.Tensor) -> float:
+    """FLOPs of one real decode of ``z`` (:mod:`torch.utils.flop_counter`)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(z)
+    return float(counter.get_total_flops())
 
 
 def vm_kb(field: str) -> int:

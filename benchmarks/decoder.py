@@ -28,14 +28,23 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarking import CNN_NAME, build_decoder, cpu_flags, has_bf16_units, latent_for, peak_memory_mb, update_section
+from benchmarking import (
+    CNN_NAME,
+    QUALITY_ARMS,
+    build_decoder,
+    cpu_flags,
+    decode_flops,
+    has_bf16_units,
+    latent_for,
+    peak_memory_mb,
+    update_section,
+)
 
 import torch
 
 from hit_decoder import list_decoders
 
 ROOT = Path(__file__).resolve().parents[1]
-QUALITY_ARMS = {"hit-m": "hit-m", "cnn-f8": "cnn"}  # table name -> the quality benchmark's arm folder
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -68,14 +77,6 @@ def load_models(names: list[str], quality_out: Path | None) -> tuple[dict[str, t
     return models, weights
 
 
-def flops_of(model: torch.nn.Module, z: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(z)
-    return float(counter.get_total_flops())
-
-
 def run(args) -> dict:
     bf16 = args.bf16 or has_bf16_units()
     modes = ["fp32"] + ([] if args.no_compile else ["fp32-compiled"]) + (["bf16"] if bf16 else [])
@@ -96,6 +97,7 @@ def run(args) -> dict:
     for size in args.sizes:
         zs = {name: latent_for(m, size) for name, m in models.items()}
         inputs = {k: zs[k[0]].to(torch.bfloat16) if k[1] == "bf16" else zs[k[0]] for k in runners}
+        flops = {name: decode_flops(m, zs[name]) for name, m in models.items()}  # per model and size, not per mode
         times = {k: [] for k in runners}
         with torch.inference_mode():
             for k, r in runners.items():  # warm-up (and, for compiled models, the compile)
@@ -109,13 +111,12 @@ def run(args) -> dict:
                     r(inputs[k])
                     times[k].append(time.perf_counter() - t0)
         for (name, mode), ts in times.items():
-            flops = flops_of(models[name], zs[name])
             secs = statistics.median(ts)
             # peak memory depends on the architecture only: measured on random weights of it
             mem = peak_memory_mb(name, size) if (mode == "fp32" and size == 1024 and not args.no_memory) else None
             row = dict(model=name, mode=mode, size=size, params_m=sum(p.numel() for p in models[name].parameters()) / 1e6,
-                       gflops=flops / 1e9, seconds=secs, gflops_per_s=flops / 1e9 / secs,
-                       peak_fraction=flops / 1e9 / secs / peak["bf16" if mode == "bf16" else "fp32"],
+                       gflops=flops[name] / 1e9, seconds=secs, gflops_per_s=flops[name] / 1e9 / secs,
+                       peak_fraction=flops[name] / 1e9 / secs / peak["bf16" if mode == "bf16" else "fp32"],
                        peak_mem_mb=mem, weights=weights[name])
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -125,7 +126,7 @@ def run(args) -> dict:
 def markdown(res: dict) -> list[str]:
     rows = res["rows"]
     by = {(r["model"], r["mode"], r["size"]): r for r in rows}
-    ref = lambda r: "cnn-f8" if r["model"] in ("hit-m", "hit-l", "hit-s", "cnn-f8") else CNN_NAME
+    ref = lambda r: "cnn-f8" if r["model"] in QUALITY_ARMS else CNN_NAME
     lines = ["| decoder | mode | output | params (M) | GFLOPs | s / image | speed vs its CNN, same mode | GFLOP/s | "
              "of matmul peak | peak MB | weights |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:

@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 
 # benchmarking before torch: it imports the standard library's `profile`, which this file shadows
-from benchmarking import CNN_NAME, build_decoder, cpu_flags, latent_for, precision_context
+from benchmarking import CNN_NAME, build_decoder, cpu_flags, decode_flops, latent_for
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -57,18 +57,9 @@ def op_class(name: str) -> str:
     return "other"
 
 
-def decode_flops(model: torch.nn.Module, z: torch.Tensor) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(z)
-    return float(counter.get_total_flops())
-
-
-def profile_decoder(model: torch.nn.Module, z: torch.Tensor, *, repeats: int = 3, warmup: int = 2,
-                    precision: str = "fp32") -> dict:
+def profile_decoder(model: torch.nn.Module, z: torch.Tensor, *, repeats: int = 3, warmup: int = 2) -> dict:
     """Self time by op class (seconds per decode), op table and wall time of ``model(z)``."""
-    with torch.inference_mode(), precision_context(precision, z.device.type):
+    with torch.inference_mode():
         for _ in range(warmup):
             model(z)
         wall = []
@@ -112,7 +103,7 @@ def main() -> int:
         model, z = model.to(torch.bfloat16), z.to(torch.bfloat16)
     if args.compile:
         model = torch.compile(model, dynamic=True)
-    r = profile_decoder(model, z, repeats=args.repeats, precision="fp32")
+    r = profile_decoder(model, z, repeats=args.repeats)
     total = sum(r["by_class"].values())
     print(f"{args.preset} at {args.size}², batch {args.batch}, {args.precision}{', compiled' if args.compile else ''}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}; CPU flags: {', '.join(cpu_flags()) or 'n/a'}")

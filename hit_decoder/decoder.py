@@ -331,7 +331,8 @@ class HiTDecoder(nn.Module):
         # the range check reads a value back: on the CPU that is free (no device to wait for); on an
         # accelerator it would synchronise every call, so there it runs only with check_finite=True;
         # never inside a compiled graph
-        if not torch.compiler.is_compiling() and (z.device.type == "cpu" or self.check_finite) and not z.is_meta:
+        range_checked = not torch.compiler.is_compiling() and (z.device.type == "cpu" or self.check_finite) and not z.is_meta
+        if range_checked:
             peak = float(z.detach().abs().amax())
             if not math.isfinite(peak):
                 raise ValueError("HiTDecoder got non-finite values (NaN or inf) in z; expected finite latents")
@@ -345,7 +346,8 @@ class HiTDecoder(nn.Module):
         if z.dtype != w.dtype and not torch.is_autocast_enabled(z.device.type):
             raise ValueError(f"HiTDecoder holds {w.dtype} weights but got a {z.dtype} latent; cast the latent "
                              f"(z.to({w.dtype})) or the decoder (decoder.to({z.dtype})), or run under torch.autocast")
-        if self.check_finite and not z.is_meta and not torch.isfinite(z).all():
+        # the range check above already refuses NaN / inf; this covers check_finite where it did not run
+        if self.check_finite and not range_checked and not z.is_meta and not torch.isfinite(z).all():
             raise ValueError("HiTDecoder got non-finite values (NaN or inf) in z; expected finite latents")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

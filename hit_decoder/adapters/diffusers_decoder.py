@@ -22,7 +22,7 @@ from hit_decoder.config import HiTDecoderConfig
 from hit_decoder.decoder import HiTDecoder
 
 from .codes import downsample_factor as _levels_factor
-from .models import check_decoder_fits, resolve_decoder_config
+from .models import placed_like_decoder, swap_decoder_argument
 
 __all__ = ["VQModel", "HiTDiffusersDecoder", "swap_decoder", "decoder_inputs", "downsample_factor", "check_vqmodel",
            "HIT_KEY", "FORMAT_VERSION"]
@@ -92,24 +92,14 @@ def swap_decoder(model: VQModel, decoder: HiTDecoder | HiTDecoderConfig | Mappin
     check_vqmodel(model, "swap_decoder")
     latent, quant = decoder_inputs(model)
     z_channels, factor, out_channels = latent + quant, downsample_factor(model), int(model.config.out_channels)
-    if isinstance(decoder, HiTDecoder):
-        if overrides:
-            raise ValueError(f"overrides {sorted(overrides)} only apply when swap_decoder builds the decoder; "
-                             "pass a preset name, dict or HiTDecoderConfig instead of a HiTDecoder")
-        check_decoder_fits(decoder.config, z_channels, factor, out_channels, "instance")
-        if isinstance(decoder, HiTDiffusersDecoder) and decoder.quant_channels == quant:
-            new = decoder
-        else:
-            new = HiTDiffusersDecoder(decoder.config, quant_channels=quant,
-                                      inference_chunk_tokens=decoder.inference_chunk_tokens)
-            new.load_state_dict(decoder.state_dict())
-    elif isinstance(decoder, (HiTDecoderConfig, Mapping, str, os.PathLike)):
-        cfg = resolve_decoder_config(decoder, z_channels, factor, out_channels, **overrides)
-        new = HiTDiffusersDecoder(cfg, quant_channels=quant)
+    checked = swap_decoder_argument(decoder, overrides, z_channels, factor, out_channels)
+    if not isinstance(checked, HiTDecoder):
+        new = HiTDiffusersDecoder(checked, quant_channels=quant)
+    elif isinstance(checked, HiTDiffusersDecoder) and checked.quant_channels == quant:
+        new = checked
     else:
-        raise ValueError(f"decoder must be a HiTDecoder, HiTDecoderConfig, dict or preset name, got "
-                         f"{type(decoder).__name__}")
-    weight = model.post_quant_conv.weight
-    model.decoder = new.to(device=weight.device, dtype=weight.dtype).train(model.decoder.training)
+        new = HiTDiffusersDecoder(checked.config, quant_channels=quant, inference_chunk_tokens=checked.inference_chunk_tokens)
+        new.load_state_dict(checked.state_dict())
+    model.decoder = placed_like_decoder(new, model)
     model.register_to_config(**{HIT_KEY: {"version": FORMAT_VERSION, "decoder": new.config.to_dict()}})
     return model

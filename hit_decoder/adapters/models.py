@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytorch_lightning as pl
@@ -113,6 +113,30 @@ def resolve_decoder_config(spec: DecoderSource, z_channels: int, factor: int, ou
     cfg = load_decoder_config(spec, interface=interface, **overrides)
     check_decoder_fits(cfg, z_channels, factor, out_channels, label)
     return cfg
+
+
+def swap_decoder_argument(decoder: Any, overrides: dict[str, Any], z_channels: int, factor: int,
+                          out_channels: int | None) -> HiTDecoder | HiTDecoderConfig:
+    """The decoder argument of a swap, checked: a :class:`HiTDecoder` that fits the model (no
+    ``overrides`` allowed), or the config resolved from a preset name / YAML path / mapping /
+    :class:`HiTDecoderConfig` and ``overrides``."""
+    if isinstance(decoder, HiTDecoder):
+        if overrides:
+            raise ValueError(f"overrides {sorted(overrides)} only apply when swap_decoder builds the decoder; "
+                             "pass a preset name, dict or HiTDecoderConfig instead of a HiTDecoder")
+        check_decoder_fits(decoder.config, z_channels, factor, out_channels, "instance")
+        return decoder
+    if isinstance(decoder, (HiTDecoderConfig, Mapping, str, os.PathLike)):
+        return resolve_decoder_config(decoder, z_channels, factor, out_channels, **overrides)
+    raise ValueError(f"decoder must be a HiTDecoder, HiTDecoderConfig, dict or preset name, got "
+                     f"{type(decoder).__name__}")
+
+
+def placed_like_decoder(new: torch.nn.Module, model: torch.nn.Module) -> torch.nn.Module:
+    """``new`` on the device and dtype of ``model.post_quant_conv``, in the train/eval mode of
+    ``model.decoder`` (the decoder it replaces)."""
+    weight = model.post_quant_conv.weight
+    return new.to(device=weight.device, dtype=weight.dtype).train(model.decoder.training)
 
 
 def _build_parts(model: VQModel, ddconfig: Any, lossconfig: Any, embed_dim: int, decoder_config: Any,

@@ -20,7 +20,7 @@ from hit_decoder.decoder import HiTDecoder
 from taming.models.vqgan import GumbelVQ, VQModel
 
 from .codes import downsample_factor
-from .models import HiTGumbelVQ, HiTVQModel, check_decoder_fits, resolve_decoder_config
+from .models import HiTGumbelVQ, HiTVQModel, placed_like_decoder, swap_decoder_argument
 
 __all__ = ["swap_decoder", "HIT_CLASS_FOR"]
 
@@ -65,19 +65,7 @@ def swap_decoder(model: VQModel, decoder: HiTDecoder | HiTDecoderConfig | Mappin
     z_channels = int(model.post_quant_conv.out_channels)
     factor = downsample_factor(model)
     out_channels = _image_channels(model)
-    if isinstance(decoder, HiTDecoder):
-        if overrides:
-            raise ValueError(f"overrides {sorted(overrides)} only apply when swap_decoder builds the decoder; "
-                             "pass a preset name, dict or HiTDecoderConfig instead of a HiTDecoder")
-        check_decoder_fits(decoder.config, z_channels, factor, out_channels, "instance")
-        new = decoder
-    elif isinstance(decoder, (HiTDecoderConfig, Mapping, str, os.PathLike)):
-        new = HiTDecoder(resolve_decoder_config(decoder, z_channels, factor, out_channels, **overrides))
-    else:
-        raise ValueError(f"decoder must be a HiTDecoder, HiTDecoderConfig, dict or preset name, got "
-                         f"{type(decoder).__name__}")
-    weight = model.post_quant_conv.weight
-    new = new.to(device=weight.device, dtype=weight.dtype).train(model.decoder.training)
-    model.decoder = new
+    new = swap_decoder_argument(decoder, overrides, z_channels, factor, out_channels)
+    model.decoder = placed_like_decoder(new if isinstance(new, HiTDecoder) else HiTDecoder(new), model)
     model.__class__ = target_cls
     return model

@@ -321,7 +321,7 @@ def evaluate_swap(plan: DemoPlan, cnn_model: str, hit_model: str, train: tuple[t
     models = {"cnn": adapters.load_vqmodel(cnn_model).eval(), "hit": adapters.load_vqmodel(hit_model).eval()}
     factor = adapters.downsample_factor(models["cnn"])
     images = held_out_images(factor, plan.eval_side)
-    codes, _ = _reconstruct(models["cnn"], images)
+    codes = {name: adapters.encode_indices(models["cnn"], x) for name, x in images.items()}
     hit_codes = {name: adapters.encode_indices(models["hit"], x) for name, x in images.items()}
     identical = all(torch.equal(codes[n], hit_codes[n]) for n in images)
     if not identical:

@@ -54,6 +54,13 @@ def frozen_parts(vq: nn.Module) -> list[nn.Module]:
     return [getattr(vq, name) for name in FROZEN_IN_SWAP]
 
 
+def _freeze_before_decoder(vq: nn.Module) -> None:
+    """Freeze everything before the decoder (:func:`frozen_parts`): no gradients, eval mode."""
+    for part in frozen_parts(vq):
+        part.requires_grad_(False)
+        part.eval()
+
+
 def _build_from_scratch(cfg: Any) -> BuiltModels:
     from .. import adapters
     from .config import CNN_DECODER
@@ -93,9 +100,7 @@ def _build_decoder_swap(cfg: Any, allow_unsafe_pickle: bool) -> BuiltModels:
     dec_cfg = decoder_config_for(cfg.model, z_channels, factor, int(vq.decoder.conv_out.out_channels))
     teacher = make_ema_copy(vq.decoder) if cfg.loss.distill_weight > 0 else None
     adapters.swap_decoder(vq, HiTDecoder(dec_cfg))
-    for part in frozen_parts(vq):
-        part.requires_grad_(False)
-        part.eval()
+    _freeze_before_decoder(vq)
     desc = (f"decoder_swap: frozen encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} codes, f{factor}) from "
             f"{cfg.model.vqgan_ckpt}, new HiT decoder {cfg.model.decoder!r}"
             + (f", distilling toward the CNN decoder (weight {cfg.loss.distill_weight})" if teacher is not None else ""))
@@ -109,9 +114,7 @@ def _fresh_cnn_decoder(cfg: Any, vq: nn.Module, factor: int) -> BuiltModels:
 
     teacher = make_ema_copy(vq.decoder) if cfg.loss.distill_weight > 0 else None
     vq.decoder = adapters.build_vqmodel(adapters.resolve_model_config(cfg.model.vqgan_config)).decoder
-    for part in frozen_parts(vq):
-        part.requires_grad_(False)
-        part.eval()
+    _freeze_before_decoder(vq)
     desc = (f"decoder_swap: frozen encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} codes, f{factor}) from "
             f"{cfg.model.vqgan_ckpt}, its CNN decoder re-initialised (same shape)")
     return BuiltModels(vq=vq, teacher=teacher, decoder_config=None, description=desc)
@@ -144,9 +147,7 @@ def _build_diffusers_swap(cfg: Any) -> BuiltModels:
     teacher = make_ema_copy(model.decoder) if cfg.loss.distill_weight > 0 else None
     hd.swap_decoder(model, dec_cfg)
     vq = hd.taming_view(model)
-    for part in frozen_parts(vq):
-        part.requires_grad_(False)
-        part.eval()
+    _freeze_before_decoder(vq)
     desc = (f"decoder_swap: frozen diffusers VQModel encoder/quantizer/codebook ({adapters.codebook_size(vq.quantize)} "
             f"codes, f{factor}, norm_type {model.config.norm_type}) from {cfg.model.diffusers_model}, new HiT decoder "
             f"{cfg.model.decoder!r}" + (f", distilling toward the CNN decoder (weight {cfg.loss.distill_weight})"
@@ -171,8 +172,6 @@ def wrap_prebuilt(cfg: Any, vq: nn.Module) -> BuiltModels:
     if cfg.loss.distill_weight > 0:
         raise ValueError("loss.distill_weight needs a VQGAN loaded from model.vqgan_config/ckpt, not a prebuilt model")
     if cfg.mode == "decoder_swap":
-        for part in frozen_parts(vq):
-            part.requires_grad_(False)
-            part.eval()
+        _freeze_before_decoder(vq)
     return BuiltModels(vq=vq, teacher=None, decoder_config=getattr(vq.decoder, "config", None),
                        description=f"{cfg.mode}: prebuilt {type(vq).__name__} with a {type(vq.decoder).__name__} decoder")

@@ -47,21 +47,21 @@ def startup_checks(cfg: TrainConfig, prebuilt: bool = False) -> None:
 
     if cfg.loss.perceptual_weight > 0 and not cfg.loss.lpips_random_backbone:
         find_vgg16_weights(cfg.loss.lpips_vgg_path)  # raises LPIPSWeightsMissing with the fix
-    if cfg.mode == "decoder_swap" and not prebuilt and cfg.model.diffusers_model:
+    if cfg.mode == "decoder_swap" and not prebuilt:
         validate_swap_source(cfg)
-        from .models import check_diffusers_source
+        if cfg.model.diffusers_model:
+            from .models import check_diffusers_source
 
-        factor = check_diffusers_source(cfg)  # the folder, its config and weights file, before data or models
-    elif cfg.mode == "decoder_swap" and not prebuilt:
-        validate_swap_source(cfg)
-        for name in ("vqgan_config", "vqgan_ckpt"):
-            p = Path(getattr(cfg.model, name)).expanduser()
-            if not p.is_file():
-                raise FileNotFoundError(f"model.{name}: {p} does not exist")
-        from .. import adapters
+            factor = check_diffusers_source(cfg)  # the folder, its config and weights file, before data or models
+        else:
+            for name in ("vqgan_config", "vqgan_ckpt"):
+                p = Path(getattr(cfg.model, name)).expanduser()
+                if not p.is_file():
+                    raise FileNotFoundError(f"model.{name}: {p} does not exist")
+            from .. import adapters
 
-        resolved = adapters.resolve_model_config(cfg.model.vqgan_config)  # target allowlist, before data or models
-        factor = adapters.downsample_factor(resolved["params"]["ddconfig"])
+            resolved = adapters.resolve_model_config(cfg.model.vqgan_config)  # target allowlist, before data or models
+            factor = adapters.downsample_factor(resolved["params"]["ddconfig"])
     elif cfg.mode == "from_scratch" and not prebuilt:
         from .. import adapters
 
