@@ -49,9 +49,10 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 class _RowBands:
     """The decoder's memory policy, in one place: without autograd, per-token work (linear layers,
-    MLPs, to-RGB heads, cross-attention) on grids of more than ``tokens`` tokens runs in row bands
-    of about ``tokens`` tokens each, residual updates in place, so no full-size intermediate of an
-    MLP exists at once. ``tokens=None`` is the plain model (whole tensors). Results equal the whole
+    MLPs, to-RGB heads, cross-attention, the embedding and bilinear x2 into a stage) and the
+    self-attention (bands of whole super-window rows) on grids of more than ``tokens`` tokens run
+    in row bands of about ``tokens`` tokens each, residual updates in place, so no full-size
+    intermediate of an MLP or of the attention scores exists at once. ``tokens=None`` is the plain model (whole tensors). Results equal the whole
     computation up to matmul rounding."""
 
     def __init__(self, tokens: int | None) -> None:
@@ -65,8 +66,8 @@ class _RowBands:
         B, _, W, _ = x.shape
         return max(unit, (self.tokens // max(1, B * W * unit)) * unit)
 
-    def bands(self, x: torch.Tensor) -> list[slice]:
-        H, rows = x.shape[1], self.height(x)
+    def bands(self, x: torch.Tensor, unit: int = 1) -> list[slice]:
+        H, rows = x.shape[1], self.height(x, unit)
         return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
 
     def map(self, fn, x: torch.Tensor, out_dim: int, halo: int = 0) -> torch.Tensor:
@@ -83,6 +84,34 @@ class _RowBands:
             else:
                 out[:, band] = fn(x[:, band])
         return out
+
+    def upsampled(self, fn, x: torch.Tensor, out_dim: int) -> torch.Tensor:
+        """``upsample2x(fn(x))`` for a per-token ``fn`` (the embedding into a bilinear stage); banded
+        (when the output is large): bands of about ``tokens`` input tokens, each with one row of
+        context above and below (bilinear x2 reads one neighbouring row), written into one output
+        buffer, so neither ``fn(x)`` nor a second full-size tensor exists at once. Bit-identical to
+        the whole computation (each output row reads the same two input rows with the same weights)."""
+        B, H, W, _ = x.shape
+        if self.tokens is None or torch.is_grad_enabled() or 4 * B * H * W <= self.tokens:
+            return upsample2x(self.map(fn, x, out_dim))  # (B, 2H, 2W, out_dim)
+        out = x.new_empty(B, 2 * H, 2 * W, out_dim)
+        rows = self.height(x)
+        for r0 in range(0, H, rows):
+            r1 = min(H, r0 + rows)
+            a, b = max(0, r0 - 1), min(H, r1 + 1)
+            y = upsample2x(fn(x[:, a:b]))  # (B, 2 (b - a), 2W, out_dim)
+            out[:, 2 * r0 : 2 * r1] = y[:, 2 * (r0 - a) : 2 * (r1 - a)]
+        return out
+
+    def attention(self, fn, x: torch.Tensor, valid: torch.Tensor | None, unit: int) -> torch.Tensor:
+        """``x + fn(x, valid)`` for a self-attention whose tokens attend only within bands of ``unit``
+        rows (whole super-windows); banded: whole units at a time, updated in place, so the scores
+        of one band exist at once, not the whole grid's."""
+        if not self.applies(x):
+            return x + fn(x, valid)
+        for band in self.bands(x, unit):
+            x[:, band] += fn(x[:, band], None if valid is None else valid[band])
+        return x
 
     def residual(self, fn, x: torch.Tensor, halo: int) -> torch.Tensor:
         """``x + fn(x)``; banded: added in place band by band (a band's context rows above it are
@@ -130,14 +159,14 @@ class _AttentionBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, cfg.mlp_ratio)
 
-    def attend(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        return x + self.attn(self.norm1(x), valid)  # (B, H, W, C)
+    def attn_delta(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+        return self.attn(self.norm1(x), valid)  # (B, H, W, C)
 
     def mlp_delta(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
         return self.mlp(self.norm2(x), crop)  # (B, H - crop, W, C)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.attend(x, valid)  # (B, H, W, C)
+        x = x + self.attn_delta(x, valid)  # (B, H, W, C)
         return x + self.mlp_delta(x)  # (B, H, W, C)
 
 
@@ -147,8 +176,7 @@ class _MlpBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = Mlp(dim, cfg.mlp_ratio, conv=cfg.mlp_conv)
 
-    def attend(self, x: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-        return x  # MLP-only
+    attn_delta = None  # MLP-only
 
     def mlp_delta(self, x: torch.Tensor, crop: tuple[int, int] = (0, 0)) -> torch.Tensor:
         return self.mlp(self.norm(x), crop)  # (B, H - crop, W, C)
@@ -200,7 +228,7 @@ class _Stage(nn.Module):
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor, bands: _RowBands = WHOLE) -> torch.Tensor:
         if self.upsample == "bilinear":
-            x = upsample2x(bands.map(self.embed, x, self.embed.out_features))  # (B, H, W, C)
+            x = bands.upsampled(self.embed, x, self.embed.out_features)  # (B, H, W, C)
         else:
             if self.upsample == "pixel_shuffle":
                 x = depth_to_space(x)  # (B, H, W, C_prev/4)
@@ -214,8 +242,9 @@ class _Stage(nn.Module):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))  # (B, Hp, Wp, C)
             valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
             valid[:H, :W] = True
-        for blk in self.blocks:  # blk(x, valid), with the MLP's residual under the memory policy
-            x = blk.attend(x, valid)  # (B, Hp, Wp, C)
+        for blk in self.blocks:  # blk(x, valid), with both residuals under the memory policy
+            if blk.attn_delta is not None:  # super-windows are m rows high: bands of whole ones
+                x = bands.attention(blk.attn_delta, x, valid, m)  # (B, Hp, Wp, C)
             x = bands.residual(blk.mlp_delta, x, blk.mlp.halo)  # (B, Hp, Wp, C)
         return x[:, :H, :W] if valid is not None else x  # (B, H, W, C)
 

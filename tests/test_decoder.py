@@ -338,3 +338,30 @@ def test_depth_to_space_matches_pixel_shuffle():
     x = torch.randn(2, 3, 5, 16)  # (B, H, W, C)
     ref = F.pixel_shuffle(x.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
     assert torch.equal(depth_to_space(x), ref)
+
+
+def test_banded_self_attention_and_upsampling_equal_the_whole_decode():
+    """The memory policy bands the self-attention (whole super-window rows) and the embedding into
+    bilinear stages (one row of context each side) too: small bands give the whole decode's bits,
+    and the hooks show that the attention and the embedding ran on bands."""
+    from hit_decoder.decoder import WHOLE
+    from hit_decoder.layers import MultiAxisAttention
+
+    dec = tiny().eval()
+    assert dec.config.upsample_into(dec.config.num_stages - 1) == "bilinear"
+    z = torch.randn(2, 8, 9, 7, generator=torch.Generator().manual_seed(5))
+    calls = {"attn": [], "embed": []}
+    hooks = [m.register_forward_hook(lambda mod, args, out: calls["attn"].append(args[0].shape[1]))
+             for m in dec.modules() if isinstance(m, MultiAxisAttention)]
+    last = dec.stages[-1].embed
+    hooks.append(last.register_forward_hook(lambda mod, args, out: calls["embed"].append(args[0].shape[1])))
+    with torch.no_grad():
+        whole = dec._decode(z, WHOLE)
+        n_whole = {k: len(v) for k, v in calls.items()}
+        banded = dec.decode_large(z, chunk_tokens=64)
+    for h in hooks:
+        h.remove()
+    assert torch.equal(banded, whole)
+    # more calls than the whole decode made, each on fewer rows
+    assert len(calls["attn"]) > 2 * n_whole["attn"] and min(calls["attn"]) < max(calls["attn"])
+    assert len(calls["embed"]) > 2 * n_whole["embed"] and min(calls["embed"]) < calls["embed"][0]

@@ -34,12 +34,19 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return (10.0 * torch.log10(data_range ** 2 / mse)).float()
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, device: torch.device) -> torch.Tensor:
+def _gaussian_taps(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(coords ** 2) / (2 * sigma ** 2))
-    g = g / g.sum()
-    w2 = torch.outer(g, g)  # (size, size)
-    return w2.expand(channels, 1, size, size).contiguous()  # (C, 1, size, size) depthwise
+    return g / g.sum()  # (size,)
+
+
+def _gaussian_blur_valid(t: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """The 2-D Gaussian of ``taps`` (outer product) over valid windows, as two 1-D passes (rows,
+    then columns): ``(N, 1, h, w) -> (N, 1, h - k + 1, w - k + 1)``; about 5x fewer operations than
+    the 2-D kernel at 11 taps, equal up to float64 rounding."""
+    k = taps.numel()
+    t = F.conv2d(t, taps.view(1, 1, 1, k))  # (N, 1, h, w-k+1)
+    return F.conv2d(t, taps.view(1, 1, k, 1))  # (N, 1, h-k+1, w-k+1)
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -49,12 +56,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int 
     if h < window or w < window:
         raise ValueError(f"ssim: images of {h}x{w} px are smaller than the {window}x{window} window")
     x, y = x.double(), y.double()
-    k = _gaussian_window(window, sigma, c, x.device)
-    blur = lambda t: F.conv2d(t, k, groups=c)  # (B, C, h-window+1, w-window+1)
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x ** 2
-    var_y = blur(y * y) - mu_y ** 2
-    cov = blur(x * y) - mu_x * mu_y
+    taps = _gaussian_taps(window, sigma, x.device)
+    # the five local statistics' inputs blurred in one call: (5, B*C, 1, h, w) as a batch of maps
+    maps = torch.stack([x, y, x * x, y * y, x * y]).reshape(5 * b * c, 1, h, w)
+    mu_x, mu_y, e_xx, e_yy, e_xy = _gaussian_blur_valid(maps, taps).view(5, b, c, h - window + 1, w - window + 1)
+    var_x = e_xx - mu_x ** 2
+    var_y = e_yy - mu_y ** 2
+    cov = e_xy - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return s.flatten(1).mean(1).float()
