@@ -157,7 +157,7 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
     assert (report["lpips"], report["lpips_line"]) == (lpips_on, lpips_line)
     assert report["lpips_line"].startswith("LPIPS on" if lpips_on else "LPIPS off")
     assert {t["phase"] for t in report["times"]} == {"cnn", "cnn_decoder", "swap", "stage1", "prior", "windowed", "sample_prior",
-                                                    "sample_windowed", "evaluate"}
+                                                    "sample_windowed", "evaluate_stage1", "evaluate"}
     assert set(report["configs"]) == {"decoder swap, CNN VQGAN", "decoder swap, CNN decoder", "decoder swap, HiT decoder",
                                       "stage 1", "prior", "windowed prior"}
     assert report["configs"]["stage 1"]["merged"]["trainer"]["max_batches"] == 3
@@ -263,7 +263,8 @@ def test_terminal_is_clean(runs, capfd):
     for phase in ("[swap] taming VQGAN", "[swap] a fresh CNN decoder", "[swap] its decoder swapped", "[stage 1]",
                   "[sampling] taming GPT prior trained",
                   "[sampling] windowed prior trained", "[sampling] taming GPT prior sampled",
-                  "[sampling] windowed prior sampled", "held-out photographs", "report:"):
+                  "[sampling] windowed prior sampled", "[evaluation] stage-1 VQGAN",
+                  "held-out photographs (whole), same codes", "report:"):
         assert sum(phase in ln for ln in lines) == 1, phase
 
 

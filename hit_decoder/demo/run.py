@@ -178,14 +178,22 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             stage1 = run_stage1_phase(job, reporter)
             priors = run_prior_phases(job, reporter, stage1["exports"]["model"])
             sample = sample_phase(job, reporter, stage1["exports"]["model"], priors, bars)
+            # stage 1's measurements while the decoder-swap process still trains (it finishes last)
+            start = clock()
+            reporter.start("evaluate_stage1", "measuring the stage-1 VQGAN on the held-out photographs")
+            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
+            stage1_timing = job.timing("evaluate_stage1", "measurements of the stage-1 VQGAN on the held-out photographs",
+                                       start)
+            reporter.finish("evaluate_stage1", f"[evaluation] stage-1 VQGAN on the held-out photographs, whole: PSNR "
+                            f"{stage1_eval['mean']['psnr']:.2f} dB, chroma ratio {stage1_eval['mean']['chroma_ratio']:.2f}",
+                            stage1_timing["seconds"])
             swap = worker.result() if worker is not None else run_swap_phases(job, reporter)
 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
             swap_eval = evaluate_swap(plan, swap["cnn_decoder"]["exports"]["model"], swap["swap"]["exports"]["model"],
                                       _train_photos(swap["cnn"]))
-            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
-            evaluation = job.timing("evaluate", "measurements on the held-out photographs", start)
+            evaluation = job.timing("evaluate", "measurements of the swapped decoders on the held-out photographs", start)
             d = swap_eval["decoders"]
             reporter.finish("evaluate", "held-out photographs (whole), same codes: "
                             f"CNN decoder PSNR {d['cnn']['mean']['psnr']:.2f} dB, SSIM {d['cnn']['mean']['ssim']:.3f}; "
@@ -201,7 +209,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
         torch.set_num_threads(threads)
     timings = [*(swap[k]["timing"] for k in ("cnn", "cnn_decoder", "swap")), stage1["timing"],
                *(priors[k]["timing"] for k in PRIOR_KEYS),
-               *sample["timings"], evaluation]
+               *sample["timings"], stage1_timing, evaluation]
     context = {"command": list(command) if command is not None else list(sys.argv), "plan": plan.to_dict(),
                "lpips": lpips, "lpips_line": lpips_line, "versions": _versions(), "t0": t0,
                "machine": {"system": platform.platform(), "processor": platform.processor() or platform.machine(),
