@@ -393,7 +393,9 @@ def test_more_cli_mistakes_are_one_line_errors(vq_files, tmp_path, capsys):
              (["train", "--config", "demo", "seed=99999999999999999999", f"out_dir={tmp_path / 'a'}"], "seed must be"),
              ([*swap, "--decoder", "hit-1m-f16", "--override", "depths=[1,"], "not valid YAML"),
              ([*swap, "--decoder", str(broken)], "broken.yaml is not valid YAML"),
-             ([*swap, "--decoder", "hit-1m-f16", "--seed", "99999999999999999999"], "--seed must be")]
+             ([*swap, "--decoder", "hit-1m-f16", "--seed", "99999999999999999999"], "--seed must be"),
+             # a missing relative file looks like owner/name: it must be reported missing, not as a Hub id
+             (["inspect", "no-such-run/model.safetensors"], "no-such-run/model.safetensors does not exist")]
     for argv, msg in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -23,7 +23,7 @@ from hit_decoder.serialization import read_safetensors, write_safetensors
 
 from ..checkpoints import load_checkpoint_state
 from .diffusers_decoder import FORMAT_VERSION, HIT_KEY, VQModel, check_vqmodel, swap_decoder
-from .sources import FORMAT_DIFFUSERS_VQMODEL, HUB_ID
+from .sources import FORMAT_DIFFUSERS_VQMODEL, looks_like_hub_id
 
 __all__ = ["load_vqmodel", "read_config", "read_source", "save_vqmodel", "export_diffusers", "CONFIG_NAME",
            "WEIGHTS_NAME", "FORMAT_DIFFUSERS_VQMODEL"]
@@ -54,7 +54,7 @@ def _model_folder(path: str | os.PathLike) -> Path:
     folder = Path(path).expanduser()
     if not folder.exists():
         text = os.fspath(path)
-        if HUB_ID.fullmatch(text):
+        if looks_like_hub_id(text):
             raise _hub_id_error(text)
         raise FileNotFoundError(f"diffusers model folder {folder} does not exist")
     if not folder.is_dir():

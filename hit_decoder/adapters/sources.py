@@ -12,11 +12,20 @@ from types import ModuleType
 
 from torch import nn
 
-__all__ = ["is_diffusers_source", "diffusers_adapter", "load_model", "FORMAT_DIFFUSERS_VQMODEL", "HUB_ID"]
+__all__ = ["is_diffusers_source", "diffusers_adapter", "load_model", "looks_like_hub_id", "FORMAT_DIFFUSERS_VQMODEL",
+           "HUB_ID"]
 
 FORMAT_DIFFUSERS_VQMODEL = "hit-decoder/diffusers-vqmodel"
 #: what a Hugging Face Hub repository id looks like (``amused/amused-256``)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*(\.[\w-]+)*/[A-Za-z0-9][\w.-]*")
+#: endings of model and config files: ``export/model.safetensors`` is a missing file, not a Hub id
+_FILE_SUFFIXES = {".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".yaml", ".yml", ".json"}
+
+
+def looks_like_hub_id(text: str) -> bool:
+    """``owner/name`` that is not a file name (a missing ``runs/model.ckpt`` must be reported as a
+    missing file, not as a Hub id)."""
+    return bool(HUB_ID.fullmatch(text)) and Path(text).suffix.lower() not in _FILE_SUFFIXES
 
 
 def is_diffusers_source(path: str | os.PathLike) -> bool:
@@ -26,7 +35,7 @@ def is_diffusers_source(path: str | os.PathLike) -> bool:
     if p.is_dir():
         return True
     if not p.is_file():
-        return bool(HUB_ID.fullmatch(os.fspath(path)))
+        return looks_like_hub_id(os.fspath(path))
     try:
         from safetensors import safe_open
 
