@@ -305,6 +305,8 @@ def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
     worker = _Worker(Job(BUDGETS["tiny"], tmp_path, False, False, time.time(), "worker"), TerminalReporter(bars=False))
     worker.start()
     with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
+        worker.cnn_result()  # the main process, waiting for the CNN VQGAN to train its HiT decoder
+    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
         worker.result()
     assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
     with pytest.raises(ProcessLookupError):  # ... which has ended

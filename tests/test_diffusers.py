@@ -251,6 +251,9 @@ def test_cli_swap_inspect_reconstruct(folders, tmp_path, capsys):
     assert main(["swap", "--diffusers-model", str(folders["movq"]), "--decoder", str(decoder_yaml), "--out", str(out),
                  "--format", "taming", "--overwrite"]) == 2
     assert "--format taming does not fit a diffusers model" in capsys.readouterr().err
+    assert main(["swap", "--diffusers-model", str(folders["movq"]), "--decoder", str(decoder_yaml), "--out",
+                 str(tmp_path / "s2"), "--allow-unsafe-pickle"]) == 2  # a taming flag, not silently ignored
+    assert "drop --allow-unsafe-pickle" in capsys.readouterr().err and not (tmp_path / "s2").exists()
 
     capsys.readouterr()
     assert main(["inspect", str(folders["movq"])]) == 0

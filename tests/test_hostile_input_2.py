@@ -383,7 +383,7 @@ def test_sample_checks_out_before_sampling_and_ctrl_c_is_one_line(vq_files, tmp_
 def test_more_cli_mistakes_are_one_line_errors(vq_files, tmp_path, capsys):
     from hit_decoder.cli import one_line
 
-    yaml, ckpt, _ = vq_files
+    yaml, ckpt, images = vq_files
     broken = tmp_path / "broken.yaml"
     broken.write_text("channels: [1,\n")
     swap = ["swap", "--vqgan-config", str(yaml), "--vqgan-ckpt", str(ckpt), "--out", str(tmp_path / "s")]
@@ -395,7 +395,12 @@ def test_more_cli_mistakes_are_one_line_errors(vq_files, tmp_path, capsys):
              ([*swap, "--decoder", str(broken)], "broken.yaml is not valid YAML"),
              ([*swap, "--decoder", "hit-1m-f16", "--seed", "99999999999999999999"], "--seed must be"),
              # a missing relative file looks like owner/name: it must be reported missing, not as a Hub id
-             (["inspect", "no-such-run/model.safetensors"], "no-such-run/model.safetensors does not exist")]
+             (["inspect", "no-such-run/model.safetensors"], "no-such-run/model.safetensors does not exist"),
+             # taming-only flags beside a library file would be silently ignored
+             (["reconstruct", "--model", str(ckpt), "--vqgan-ckpt", str(ckpt), "--allow-unsafe-pickle", "--images",
+               str(images), "--out", str(tmp_path / "a")], "drop --vqgan-ckpt and --allow-unsafe-pickle"),
+             (["sample", "--model", str(ckpt), "--allow-unsafe-pickle", "--prior", str(ckpt), "--out", str(tmp_path / "a")],
+              "drop --allow-unsafe-pickle")]
     for argv, msg in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -34,10 +34,23 @@ def add_model_source_arguments(p: argparse.ArgumentParser) -> None:
     add_unsafe_pickle_flag(p, "--vqgan-ckpt")
 
 
+def refuse_taming_flags(args: argparse.Namespace, source: str) -> None:
+    """``--vqgan-ckpt`` and ``--allow-unsafe-pickle`` concern taming checkpoints only: beside another
+    model ``source`` (``--model``, ``--diffusers-model``) they would be ignored, so they are refused."""
+    given = [flag for flag, on in (("--vqgan-ckpt", getattr(args, "vqgan_ckpt", None) is not None),
+                                   ("--allow-unsafe-pickle", getattr(args, "allow_unsafe_pickle", False))) if on]
+    if given:
+        raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for a taming checkpoint "
+                         f"(with --vqgan-config); {source} is read without them (safetensors, nothing unpickled): "
+                         f"drop {' and '.join(given)}")
+
+
 def check_model_source(args: argparse.Namespace, ckpt_is: str) -> None:
     """Exactly one model source; ``ckpt_is`` says what ``--vqgan-ckpt`` is for, in the error."""
     if (args.model is None) == (args.vqgan_config is None):
         raise ValueError("give either --model FILE, or --vqgan-config YAML with --vqgan-ckpt CKPT")
+    if args.model is not None:
+        refuse_taming_flags(args, "--model")
     if args.vqgan_config is not None and args.vqgan_ckpt is None:
         raise ValueError(f"--vqgan-config needs --vqgan-ckpt ({ckpt_is})")
 

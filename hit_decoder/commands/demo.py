@@ -11,8 +11,9 @@ arguments, no downloads; writes ``OUT/report.html`` (one self-contained page) an
    sliding window, the windowed prior by streaming), decoded tile by tile and whole.
 
 The phases use the shipped configs ``train/demo_cnn``, ``train/demo_swap``, ``train/demo`` and
-``prior/demo`` (see :mod:`hit_decoder.demo`). The decoder-swap phases run in a second process
-beside stage 1 and the prior (``--workers 1`` runs everything in one).
+``prior/demo`` (see :mod:`hit_decoder.demo`). A second process trains the CNN VQGAN and the fresh
+CNN decoder beside stage 1 and the priors; the main process then trains the HiT decoder on the same
+frozen codes (``--workers 1`` runs everything in one).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help=f"batches of the {' and '.join(FLAG_PHASES[key])} phase{'s' if len(FLAG_PHASES[key]) > 1 else ''} "
                             "(default: its config's)")
     p.add_argument("--workers", type=int, choices=(1, 2), default=2,
-                   help="processes: 2 runs the decoder-swap phases beside stage 1 and the prior (default), 1 runs all in one")
+                   help="processes: 2 trains the CNN VQGAN and the fresh CNN decoder in a second process beside the "
+                        "rest (default), 1 runs all in one")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (phase lines only)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="precision of the sampling phase's decodes (bf16: fast only with bf16 matrix units)")

@@ -32,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.training import load_train_config, run_training
     from hit_decoder.training.config import validate
 
-    from . import setup_logging
+    from . import refuse_taming_flags, setup_logging
     from .train import report
 
     if (args.diffusers_model is None) == (args.vqgan_config is None and args.vqgan_ckpt is None):
         raise ValueError("give either --vqgan-config YAML with --vqgan-ckpt CKPT (taming), or --diffusers-model DIR")
+    if args.diffusers_model is not None:
+        refuse_taming_flags(args, "--diffusers-model")
     cfg = load_train_config(args.config, args.overrides, check=False)
     # set paths on the typed object (not via the dotlist, which would parse them as YAML)
     cfg.mode = "decoder_swap"

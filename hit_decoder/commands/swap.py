@@ -77,11 +77,15 @@ def run(args: argparse.Namespace) -> int:
     from hit_decoder.flops import count_parameters
     from hit_decoder.registry import load_decoder_config
 
+    from . import refuse_taming_flags
+
     overrides = parse_overrides(args.override)
     if not 0 <= args.seed < 2**63:
         raise ValueError(f"--seed must be a whole number in [0, 2**63), got {args.seed}")
     if (args.vqgan_config is None) == (args.diffusers_model is None):
         raise ValueError("give either --vqgan-config YAML (taming, with --vqgan-ckpt) or --diffusers-model DIR")
+    if args.diffusers_model is not None:
+        refuse_taming_flags(args, "--diffusers-model")
     wrong = "taming" if args.diffusers_model is not None else "diffusers"
     if args.format == wrong:
         raise ValueError(f"--format {wrong} does not fit a {'diffusers' if wrong == 'taming' else 'taming'} model; "

@@ -28,8 +28,8 @@ from ..precision import decode_precision
 from .plan import PHASE_CONFIGS, PRIOR_KEYS, DemoPlan
 from .terminal import BatchProgress, Reporter
 
-__all__ = ["Job", "lpips_state", "run_swap_phases", "run_stage1_phase", "run_prior_phases", "sample_phase",
-           "texture_image",
+__all__ = ["Job", "lpips_state", "run_swap_phases", "run_cnn_phase", "run_cnn_decoder_phase", "run_hit_swap_phase",
+           "run_stage1_phase", "run_prior_phases", "sample_phase", "texture_image",
            "evaluate_swap", "evaluate_stage1", "read_metrics", "phase_config"]
 
 
@@ -121,21 +121,42 @@ def _val_line(run: dict[str, Any]) -> str:
     return f"{run['batches']} batches, validation crops PSNR {v['psnr']:.2f} dB, SSIM {v['ssim']:.3f}"
 
 
-def run_swap_phases(job: Job, reporter: Reporter) -> dict[str, Any]:
-    """Part 1: train the CNN VQGAN; then, on its frozen encoder + codebook, a fresh CNN decoder of its
-    own shape and a HiT decoder, with one config (``demo_swap``) but the decoder: the same codes,
-    batches, loss and schedule."""
+def run_cnn_phase(job: Job, reporter: Reporter) -> dict[str, Any]:
+    """Part 1a: train the CNN VQGAN whose frozen encoder + codebook both swapped decoders decode."""
     cnn = _train(job, reporter, "cnn", "[swap] CNN VQGAN")
     reporter.finish("cnn", f"[swap] taming VQGAN with its CNN decoder trained from scratch: {_val_line(cnn)}",
                     cnn["timing"]["seconds"])
-    source = [f"model.vqgan_config={cnn['exports']['taming_yaml']}", f"model.vqgan_ckpt={cnn['exports']['taming_ckpt']}"]
-    fresh = _train(job, reporter, "cnn_decoder", "[swap] fresh CNN decoder on frozen codes", [*source, "model.decoder=cnn"])
+    return cnn
+
+
+def _frozen_source(cnn: dict[str, Any]) -> list[str]:
+    return [f"model.vqgan_config={cnn['exports']['taming_yaml']}", f"model.vqgan_ckpt={cnn['exports']['taming_ckpt']}"]
+
+
+def run_cnn_decoder_phase(job: Job, reporter: Reporter, cnn: dict[str, Any]) -> dict[str, Any]:
+    """Part 1b: a fresh CNN decoder of the VQGAN's own shape on its frozen encoder + codebook."""
+    fresh = _train(job, reporter, "cnn_decoder", "[swap] fresh CNN decoder on frozen codes",
+                   [*_frozen_source(cnn), "model.decoder=cnn"])
     reporter.finish("cnn_decoder", f"[swap] a fresh CNN decoder of the same shape, trained on the frozen encoder + codebook: "
                     f"{_val_line(fresh)}", fresh["timing"]["seconds"])
-    hit = _train(job, reporter, "swap", "[swap] HiT decoder on frozen codes", source)
+    return fresh
+
+
+def run_hit_swap_phase(job: Job, reporter: Reporter, cnn: dict[str, Any]) -> dict[str, Any]:
+    """Part 1c: a HiT decoder on the same frozen encoder + codebook, with the same config as 1b but
+    the decoder (``demo_swap``): the same codes, batches, loss and schedule."""
+    hit = _train(job, reporter, "swap", "[swap] HiT decoder on frozen codes", _frozen_source(cnn))
     reporter.finish("swap", f"[swap] its decoder swapped for a HiT decoder, trained on the frozen encoder + codebook: "
                     f"{_val_line(hit)}", hit["timing"]["seconds"])
-    return {"cnn": cnn, "cnn_decoder": fresh, "swap": hit}
+    return hit
+
+
+def run_swap_phases(job: Job, reporter: Reporter) -> dict[str, Any]:
+    """Part 1 in one process: the CNN VQGAN, then on its frozen encoder + codebook a fresh CNN decoder
+    of its own shape and a HiT decoder."""
+    cnn = run_cnn_phase(job, reporter)
+    return {"cnn": cnn, "cnn_decoder": run_cnn_decoder_phase(job, reporter, cnn),
+            "swap": run_hit_swap_phase(job, reporter, cnn)}
 
 
 def run_stage1_phase(job: Job, reporter: Reporter) -> dict[str, Any]:

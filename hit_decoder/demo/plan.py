@@ -42,7 +42,7 @@ class DemoPlan:
     eval_side: int = 256
     timing_repeats: int = 2
     top_k: int = 100
-    workers: int = 2  # 2: the decoder-swap phases run in a second process, beside stage 1 and the prior
+    workers: int = 2  # 2: the CNN VQGAN and the fresh CNN decoder train in a second process (hit_decoder.demo.run)
     precision: str = "fp32"  # decoding precision of the sampling phase's decodes (hit_decoder.precision)
     small_validation: bool = False  # one validation crop per held-out photograph (reduced runs)
 

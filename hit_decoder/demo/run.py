@@ -1,5 +1,9 @@
-"""Running the demo: claim the output folder, run the phases (the decoder-swap phases in a second
-process beside stage 1 and the prior when ``plan.workers == 2``), measure, and write the report."""
+"""Running the demo: claim the output folder, run the phases, measure, and write the report.
+
+With ``plan.workers == 2`` a second process trains the CNN VQGAN and the fresh CNN decoder on its
+frozen codes while the main process trains stage 1 and the priors, samples and measures stage 1;
+the main process then trains the HiT decoder on the same frozen codes (the CNN VQGAN is done by
+then), so both processes carry about the same work (docs/demo.md, "How long")."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import platform
 import queue as queue_module
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -25,6 +30,9 @@ from .phases import (
     evaluate_stage1,
     evaluate_swap,
     lpips_state,
+    run_cnn_decoder_phase,
+    run_cnn_phase,
+    run_hit_swap_phase,
     run_prior_phases,
     run_stage1_phase,
     run_swap_phases,
@@ -63,12 +71,17 @@ def _start_worker(events: Any) -> None:
 
 
 def _swap_worker(job: Job) -> dict[str, Any]:
-    """The second process's task: the decoder-swap phases, their events sent to the main process.
-    Errors come back as one picklable line (some library exceptions do not pickle)."""
+    """The second process's task: the CNN VQGAN (its result also sent at once as a ``cnn`` event: the
+    main process trains the HiT decoder on its codes), then the fresh CNN decoder; phase events go
+    to the main process. Errors come back as one picklable line (some library exceptions do not
+    pickle)."""
     _EVENTS.put(("pid", os.getpid()))
     try:
         with quiet_third_party():
-            return run_swap_phases(job, QueueReporter(_EVENTS))
+            reporter = QueueReporter(_EVENTS)
+            cnn = run_cnn_phase(job, reporter)
+            _EVENTS.put(("cnn", cnn))
+            return {"cnn": cnn, "cnn_decoder": run_cnn_decoder_phase(job, reporter, cnn)}
     except BaseException as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
@@ -85,6 +98,8 @@ class _Worker:
         self.relay = ThreadPoolExecutor(1, thread_name_prefix="hit-decoder-demo-relay")
         self.job, self.reporter = job, reporter
         self.pid: int | None = None
+        self._cnn: dict[str, Any] | None = None
+        self._cnn_ready = threading.Event()
 
     def start(self) -> None:
         self.task = self.pool.submit(_swap_worker, self.job)
@@ -102,8 +117,23 @@ class _Worker:
                 continue
             if event[0] == "pid":
                 self.pid = event[1]
+            elif event[0] == "cnn":
+                self._cnn = event[1]
+                self._cnn_ready.set()
             else:
                 replay(event, self.reporter)
+
+    def cnn_result(self) -> dict[str, Any]:
+        """The CNN VQGAN phase's result, as soon as the worker has it (or the worker's error)."""
+        while not self._cnn_ready.wait(0.5):
+            if self.task.done():
+                self.relayed.result()  # every event read: the cnn result too, if it was sent
+                if self._cnn_ready.is_set():
+                    break
+                self.result()  # raises the worker's error
+                raise RuntimeError("decoder-swap phases failed: the worker ended without training the CNN VQGAN")
+        assert self._cnn is not None
+        return self._cnn
 
     def result(self) -> dict[str, Any]:
         try:
@@ -187,7 +217,11 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             reporter.finish("evaluate_stage1", f"[evaluation] stage-1 VQGAN on the held-out photographs, whole: PSNR "
                             f"{stage1_eval['mean']['psnr']:.2f} dB, chroma ratio {stage1_eval['mean']['chroma_ratio']:.2f}",
                             stage1_timing["seconds"])
-            swap = worker.result() if worker is not None else run_swap_phases(job, reporter)
+            if worker is not None:
+                hit = run_hit_swap_phase(job, reporter, worker.cnn_result())  # the same frozen codes
+                swap = {**worker.result(), "swap": hit}
+            else:
+                swap = run_swap_phases(job, reporter)
 
             start = clock()
             reporter.start("evaluate", "measuring the decoders on the held-out photographs")
