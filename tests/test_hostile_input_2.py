@@ -399,7 +399,8 @@ def test_more_cli_mistakes_are_one_line_errors(vq_files, tmp_path, capsys):
              # taming-only flags beside a library file would be silently ignored
              (["reconstruct", "--model", str(ckpt), "--vqgan-ckpt", str(ckpt), "--allow-unsafe-pickle", "--images",
                str(images), "--out", str(tmp_path / "a")], "drop --vqgan-ckpt and --allow-unsafe-pickle"),
-             (["sample", "--model", str(ckpt), "--allow-unsafe-pickle", "--prior", str(ckpt), "--out", str(tmp_path / "a")],
+             (["sample", "--model", str(ckpt), "--allow-unsafe-pickle", "--prior", str(ckpt), "--size", "64x64", "--out",
+               str(tmp_path / "a")],
               "drop --allow-unsafe-pickle")]
     for argv, msg in cases:
         assert main(argv) == 2, argv
