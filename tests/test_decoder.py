@@ -340,13 +340,17 @@ def test_depth_to_space_matches_pixel_shuffle():
     assert torch.equal(depth_to_space(x), ref)
 
 
-def test_banded_self_attention_and_upsampling_equal_the_whole_decode():
+def test_banded_self_attention_and_upsampling_equal_the_whole_decode(monkeypatch):
     """The memory policy bands the self-attention (whole super-window rows) and the embedding into
     bilinear stages (one row of context each side) too: small bands give the whole decode's bits,
     and the hooks show that the attention and the embedding ran on bands."""
+    import hit_decoder.decoder as decoder_module
     from hit_decoder.decoder import WHOLE
     from hit_decoder.layers import MultiAxisAttention
 
+    upsampled_rows = []
+    plain = decoder_module.upsample2x
+    monkeypatch.setattr(decoder_module, "upsample2x", lambda t: upsampled_rows.append(t.shape[1]) or plain(t))
     dec = tiny().eval()
     assert dec.config.upsample_into(dec.config.num_stages - 1) == "bilinear"
     z = torch.randn(2, 8, 9, 7, generator=torch.Generator().manual_seed(5))
@@ -358,10 +362,13 @@ def test_banded_self_attention_and_upsampling_equal_the_whole_decode():
     with torch.no_grad():
         whole = dec._decode(z, WHOLE)
         n_whole = {k: len(v) for k, v in calls.items()}
-        banded = dec.decode_large(z, chunk_tokens=64)
+        n_upsampled = len(upsampled_rows)
+        banded = dec.decode_large(z, chunk_tokens=16)
     for h in hooks:
         h.remove()
     assert torch.equal(banded, whole)
+    # the last stage's embedding + upsampling ran band by band (output of more than 32 bands)
+    assert 4 * 2 * 18 * 14 > 32 * 16 and len(upsampled_rows) - n_upsampled > 2 * n_upsampled
     # more calls than the whole decode made, each on fewer rows
     assert len(calls["attn"]) > 2 * n_whole["attn"] and min(calls["attn"]) < max(calls["attn"])
     assert len(calls["embed"]) > 2 * n_whole["embed"] and min(calls["embed"]) < calls["embed"][0]
