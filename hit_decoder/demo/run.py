@@ -208,7 +208,7 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             stage1 = run_stage1_phase(job, reporter)
             priors = run_prior_phases(job, reporter, stage1["exports"]["model"])
             sample = sample_phase(job, reporter, stage1["exports"]["model"], priors, bars)
-            # stage 1's measurements while the decoder-swap process still trains (it finishes last)
+            # stage 1's measurements, while the second process still trains the fresh CNN decoder
             start = clock()
             reporter.start("evaluate_stage1", "measuring the stage-1 VQGAN on the held-out photographs")
             stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
