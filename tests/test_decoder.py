@@ -344,13 +344,13 @@ def test_banded_self_attention_and_upsampling_equal_the_whole_decode(monkeypatch
     """The memory policy bands the self-attention (whole super-window rows) and the embedding into
     bilinear stages (one row of context each side) too: small bands give the whole decode's bits,
     and the hooks show that the attention and the embedding ran on bands."""
-    import hit_decoder.decoder as decoder_module
+    import hit_decoder.bands as bands_module
     from hit_decoder.decoder import WHOLE
     from hit_decoder.layers import MultiAxisAttention
 
     upsampled_rows = []
-    plain = decoder_module.upsample2x
-    monkeypatch.setattr(decoder_module, "upsample2x", lambda t: upsampled_rows.append(t.shape[1]) or plain(t))
+    plain = bands_module.upsample2x
+    monkeypatch.setattr(bands_module, "upsample2x", lambda t: upsampled_rows.append(t.shape[1]) or plain(t))
     dec = tiny().eval()
     assert dec.config.upsample_into(dec.config.num_stages - 1) == "bilinear"
     z = torch.randn(2, 8, 9, 7, generator=torch.Generator().manual_seed(5))

@@ -125,14 +125,13 @@ class _Worker:
 
     def cnn_result(self) -> dict[str, Any]:
         """The CNN VQGAN phase's result, as soon as the worker has it (or the worker's error)."""
-        while not self._cnn_ready.wait(0.5):
-            if self.task.done():
-                self.relayed.result()  # every event read: the cnn result too, if it was sent
-                if self._cnn_ready.is_set():
-                    break
-                self.result()  # raises the worker's error
-                raise RuntimeError("decoder-swap phases failed: the worker ended without training the CNN VQGAN")
-        assert self._cnn is not None
+        while not self._cnn_ready.wait(0.5) and not self.task.done():
+            pass
+        if not self._cnn_ready.is_set():
+            self.relayed.result()  # the task is done: every event read, the cnn result too if it was sent
+        if self._cnn is None:
+            self.result()  # raises the worker's error
+            raise RuntimeError("decoder-swap phases failed: the worker ended without training the CNN VQGAN")
         return self._cnn
 
     def result(self) -> dict[str, Any]:
