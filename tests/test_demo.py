@@ -299,14 +299,14 @@ def test_bad_demo_options_are_one_line_errors(tmp_path, capsys):
 
 
 def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
-    """The decoder-swap process fails (its run folder is a file): the main process gets its error."""
+    """The second process fails (its first run folder is a file): the main process gets its error."""
     (tmp_path / "swap").mkdir()
     (tmp_path / "swap" / "cnn").write_text("a file where the run folder goes")
     worker = _Worker(Job(BUDGETS["tiny"], tmp_path, False, False, time.time(), "worker"), TerminalReporter(bars=False))
     worker.start()
-    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
-        worker.cnn_result()  # the main process, waiting for the CNN VQGAN to train its HiT decoder
-    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
+    with pytest.raises(RuntimeError, match="demo phases failed in the second process: .*out_dir"):
+        worker.sent("cnn")  # the main process, waiting for the CNN VQGAN to train its HiT decoder
+    with pytest.raises(RuntimeError, match="demo phases failed in the second process: .*out_dir"):
         worker.result()
     assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
     with pytest.raises(ProcessLookupError):  # ... which has ended
