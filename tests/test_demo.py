@@ -148,10 +148,10 @@ def test_report_numbers_are_finite_and_say_what_ran(runs):
         assert all(v[k] is None or v[k] >= 0 for k in ("seam_window", "seam_shifted"))
     assert s["speedup"] > 0 and s["period_px"] == s["window"][0] * s["factor"]
     assert 0 <= s["texture"]["tv_halves"] <= 1
-    losses = report["stage1"]["losses"]  # tiny budget: 3 batches, so the GAN term (batch 350) never enters
+    losses = report["stage1"]["losses"]  # tiny budget: 3 batches, so the GAN term (batch 300) never enters
     assert [x.split(" (")[0] for x in losses] == [
         "L1 reconstruction", "codebook + commitment",
-        "adversarial configured but never entered: it starts at batch 350, the run had 3"]
+        "adversarial configured but never entered: it starts at batch 300, the run had 3"]
     assert report["swap"]["losses"]["hit"] == ["L1 reconstruction (weight 1)"]
     lpips_on, lpips_line = lpips_state()  # what this machine has: the report must say the same
     assert (report["lpips"], report["lpips_line"]) == (lpips_on, lpips_line)
@@ -186,12 +186,12 @@ def test_losses_that_ran_say_when_the_gan_term_entered():
     from hit_decoder.training.config import config_to_dict, load_train_config
 
     cfg = config_to_dict(load_train_config("demo", check=False))
-    entered = losses_that_ran(cfg, 450)
+    entered = losses_that_ran(cfg, 400)
     assert entered[-1].startswith("adversarial (hinge PatchGAN, weight 0.1 x adaptive; the discriminator learns from "
-                                  "batch 250, its term enters the generator loss at batch 350 of 450)")
-    assert losses_that_ran(cfg, 300)[-1] == "adversarial configured but never entered: it starts at batch 350, the run had 300"
+                                  "batch 200, its term enters the generator loss at batch 300 of 400)")
+    assert losses_that_ran(cfg, 250)[-1] == "adversarial configured but never entered: it starts at batch 300, the run had 250"
     cfg["loss"]["disc_weight"] = 0.0
-    assert not any("adversarial" in x for x in losses_that_ran(cfg, 450))
+    assert not any("adversarial" in x for x in losses_that_ran(cfg, 400))
 
 
 def test_report_page_escapes_what_it_shows(runs):
@@ -299,14 +299,14 @@ def test_bad_demo_options_are_one_line_errors(tmp_path, capsys):
 
 
 def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
-    """The second process fails (its first run folder is a file): the main process gets its error."""
+    """The decoder-swap process fails (its run folder is a file): the main process gets its error."""
     (tmp_path / "swap").mkdir()
     (tmp_path / "swap" / "cnn").write_text("a file where the run folder goes")
     worker = _Worker(Job(BUDGETS["tiny"], tmp_path, False, False, time.time(), "worker"), TerminalReporter(bars=False))
     worker.start()
-    with pytest.raises(RuntimeError, match="demo phases failed in the second process: .*out_dir"):
-        worker.sent("cnn")  # the main process, waiting for the CNN VQGAN to train its HiT decoder
-    with pytest.raises(RuntimeError, match="demo phases failed in the second process: .*out_dir"):
+    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
+        worker.cnn_result()  # the main process, waiting for the CNN VQGAN to train its HiT decoder
+    with pytest.raises(RuntimeError, match="decoder-swap phases failed: .*out_dir"):
         worker.result()
     assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
     with pytest.raises(ProcessLookupError):  # ... which has ended

@@ -1,10 +1,9 @@
 """Running the demo: claim the output folder, run the phases, measure, and write the report.
 
-With ``plan.workers == 2`` a second process trains the CNN VQGAN, then the fresh CNN decoder on its
-frozen codes, then the taming GPT prior, and samples both priors; the main process trains stage 1
-and the windowed prior, measures stage 1, trains the HiT decoder on the CNN VQGAN's frozen codes
-(done by then) and measures the swap. Both processes then carry about the same work
-(docs/demo.md, "How long")."""
+With ``plan.workers == 2`` a second process trains the CNN VQGAN and the fresh CNN decoder on its
+frozen codes while the main process trains stage 1 and the priors, samples and measures stage 1;
+the main process then trains the HiT decoder on the same frozen codes (the CNN VQGAN is done by
+then), so both processes carry about the same work (docs/demo.md, "How long")."""
 
 from __future__ import annotations
 
@@ -31,11 +30,10 @@ from .phases import (
     evaluate_stage1,
     evaluate_swap,
     lpips_state,
-    prior_texture,
     run_cnn_decoder_phase,
     run_cnn_phase,
     run_hit_swap_phase,
-    run_prior_phase,
+    run_prior_phases,
     run_stage1_phase,
     run_swap_phases,
     sample_phase,
@@ -63,52 +61,27 @@ def claim_demo_outputs(out: Path, overwrite: bool) -> None:
 
 
 _EVENTS: Any = None  # the worker process's end of the event queue (set by _start_worker)
-_ORDERS: Any = None  # what the main process sends the worker: the stage-1 model, the windowed prior
 
 
-def _start_worker(events: Any, orders: Any) -> None:
-    """Initialiser of the second process: keep the queues its phase events go back through and
-    its inputs from the main process come in by."""
-    global _EVENTS, _ORDERS
-    _EVENTS, _ORDERS = events, orders
+def _start_worker(events: Any) -> None:
+    """Initialiser of the decoder-swap process: keep the queue its phase events go back through."""
+    global _EVENTS
+    _EVENTS = events
     torch.set_num_threads(1)
 
 
-def _order(key: str) -> Any:
-    """The main process's ``key`` input (orders come in the order the worker needs them). Gives up
-    when the main process has gone (a killed parent would otherwise leave this process waiting)."""
-    parent = os.getppid()
-    while True:
-        try:
-            got, value = _ORDERS.get(timeout=1)
-        except queue_module.Empty:
-            if os.getppid() != parent:
-                raise RuntimeError(f"the main process ended before sending {key}") from None
-            continue
-        if got != key:
-            raise RuntimeError(f"expected {key} from the main process, got {got}")
-        return value
-
-
-def _second_process(job: Job) -> dict[str, Any]:
-    """The second process's task: the CNN VQGAN (its result sent at once as a ``cnn`` event: the
-    main process trains the HiT decoder on its codes), the fresh CNN decoder (sent as a
-    ``cnn_decoder`` event: the main process measures the swap), then, on the stage-1 model the main
-    process trained, the taming GPT prior, and the sampling of both priors (the windowed one trained
-    by the main process), timed back to back in this process. Phase events go to the main process.
-    Errors come back as one picklable line (some library exceptions do not pickle)."""
+def _swap_worker(job: Job) -> dict[str, Any]:
+    """The second process's task: the CNN VQGAN (its result also sent at once as a ``cnn`` event: the
+    main process trains the HiT decoder on its codes), then the fresh CNN decoder; phase events go
+    to the main process. Errors come back as one picklable line (some library exceptions do not
+    pickle)."""
     _EVENTS.put(("pid", os.getpid()))
     try:
         with quiet_third_party():
             reporter = QueueReporter(_EVENTS)
             cnn = run_cnn_phase(job, reporter)
             _EVENTS.put(("cnn", cnn))
-            fresh = run_cnn_decoder_phase(job, reporter, cnn)
-            _EVENTS.put(("cnn_decoder", fresh))
-            stage1_model, texture = _order("stage1")
-            gpt = run_prior_phase(job, reporter, "prior", stage1_model, texture)
-            priors = {"texture": texture, "prior": gpt, "windowed": _order("windowed")}
-            return {"priors": priors, "sample": sample_phase(job, reporter, stage1_model, priors, False)}
+            return {"cnn": cnn, "cnn_decoder": run_cnn_decoder_phase(job, reporter, cnn)}
     except BaseException as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
@@ -123,23 +96,22 @@ def _start_method() -> str:
 
 
 class _Worker:
-    """The second process's phases (a one-process ``ProcessPoolExecutor``); a relay thread (a
-    one-thread ``ThreadPoolExecutor``) replays its phase events on this terminal until its task is
-    done and keeps the results it sends early. :meth:`sent` gives such a result, :meth:`result` the
-    task's, or raises its error; :meth:`order` sends it an input."""
+    """The decoder-swap phases in a second process (a one-process ``ProcessPoolExecutor``); a relay
+    thread (a one-thread ``ThreadPoolExecutor``) replays its phase events on this terminal until
+    its task is done. :meth:`result` gives the phases' result or raises their error."""
 
     def __init__(self, job: Job, reporter: Reporter) -> None:
         ctx = multiprocessing.get_context(_start_method())
-        self.events, self.orders = ctx.Queue(), ctx.Queue()
-        self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_start_worker, initargs=(self.events, self.orders))
+        self.events = ctx.Queue()
+        self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_start_worker, initargs=(self.events,))
         self.relay = ThreadPoolExecutor(1, thread_name_prefix="hit-decoder-demo-relay")
         self.job, self.reporter = job, reporter
         self.pid: int | None = None
-        self._sent: dict[str, Any] = {}
-        self._arrived = threading.Condition()
+        self._cnn: dict[str, Any] | None = None
+        self._cnn_ready = threading.Event()
 
     def start(self) -> None:
-        self.task = self.pool.submit(_second_process, self.job)
+        self.task = self.pool.submit(_swap_worker, self.job)
         self.relayed = self.relay.submit(self._relay)
 
     def _relay(self) -> None:
@@ -154,35 +126,30 @@ class _Worker:
                 continue
             if event[0] == "pid":
                 self.pid = event[1]
-            elif event[0] in ("cnn", "cnn_decoder"):
-                with self._arrived:
-                    self._sent[event[0]] = event[1]
-                    self._arrived.notify_all()
+            elif event[0] == "cnn":
+                self._cnn = event[1]
+                self._cnn_ready.set()
             else:
                 replay(event, self.reporter)
 
-    def order(self, key: str, value: Any) -> None:
-        self.orders.put((key, value))
-
-    def sent(self, key: str) -> dict[str, Any]:
-        """The result the worker sends as event ``key`` once it has it (or the worker's error)."""
-        with self._arrived:
-            while key not in self._sent and not self.task.done():
-                self._arrived.wait(0.5)
-        if key not in self._sent:
-            self.relayed.result()  # the task is done: every event read, this result too if it was sent
-        if key not in self._sent:
+    def cnn_result(self) -> dict[str, Any]:
+        """The CNN VQGAN phase's result, as soon as the worker has it (or the worker's error)."""
+        while not self._cnn_ready.wait(0.5) and not self.task.done():
+            pass
+        if not self._cnn_ready.is_set():
+            self.relayed.result()  # the task is done: every event read, the cnn result too if it was sent
+        if self._cnn is None:
             self.result()  # raises the worker's error
-            raise RuntimeError(f"the demo's second process ended without sending its {key} result")
-        return self._sent[key]
+            raise RuntimeError("decoder-swap phases failed: the worker ended without training the CNN VQGAN")
+        return self._cnn
 
     def result(self) -> dict[str, Any]:
         try:
             value = self.task.result()
         except BrokenProcessPool as exc:
-            raise RuntimeError(f"demo phases failed: the demo's second process ended without a result ({exc})") from None
+            raise RuntimeError(f"decoder-swap phases failed: the decoder-swap process ended without a result ({exc})") from None
         except RuntimeError as exc:
-            raise RuntimeError(f"demo phases failed in the second process: {exc}") from None
+            raise RuntimeError(f"decoder-swap phases failed: {exc}") from None
         finally:
             self.relayed.result()
             self.pool.shutdown()
@@ -247,27 +214,20 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
             if worker is not None:
                 worker.start()
             stage1 = run_stage1_phase(job, reporter)
-            model = stage1["exports"]["model"]
-            texture = prior_texture(job, model)
-            if worker is not None:  # the second process trains the taming GPT prior and samples both priors
-                worker.order("stage1", (model, texture))
-                windowed = run_prior_phase(job, reporter, "windowed", model, texture)
-                worker.order("windowed", windowed)
-            else:
-                priors = {"texture": texture, **{k: run_prior_phase(job, reporter, k, model, texture) for k in PRIOR_KEYS}}
-                sample = sample_phase(job, reporter, model, priors, bars)
+            priors = run_prior_phases(job, reporter, stage1["exports"]["model"])
+            sample = sample_phase(job, reporter, stage1["exports"]["model"], priors, bars)
+            # stage 1's measurements, while the second process still trains the fresh CNN decoder
             start = clock()
             reporter.start("evaluate_stage1", "measuring the stage-1 VQGAN on the held-out photographs")
-            stage1_eval = evaluate_stage1(plan, model, _train_photos(stage1))
+            stage1_eval = evaluate_stage1(plan, stage1["exports"]["model"], _train_photos(stage1))
             stage1_timing = job.timing("evaluate_stage1", "measurements of the stage-1 VQGAN on the held-out photographs",
                                        start)
             reporter.finish("evaluate_stage1", f"[evaluation] stage-1 VQGAN on the held-out photographs, whole: PSNR "
                             f"{stage1_eval['mean']['psnr']:.2f} dB, chroma ratio {stage1_eval['mean']['chroma_ratio']:.2f}",
                             stage1_timing["seconds"])
             if worker is not None:
-                cnn = worker.sent("cnn")
-                swap = {"cnn": cnn, "swap": run_hit_swap_phase(job, reporter, cnn),  # the same frozen codes
-                        "cnn_decoder": worker.sent("cnn_decoder")}
+                hit = run_hit_swap_phase(job, reporter, worker.cnn_result())  # the same frozen codes
+                swap = {**worker.result(), "swap": hit}
             else:
                 swap = run_swap_phases(job, reporter)
 
@@ -283,9 +243,6 @@ def run_demo(plan: DemoPlan, out: str | Path, *, overwrite: bool = False, bars: 
                             f"stage-1 VQGAN PSNR {stage1_eval['mean']['psnr']:.2f} dB; chroma ratio CNN "
                             f"{d['cnn']['mean']['chroma_ratio']:.2f}, HiT {d['hit']['mean']['chroma_ratio']:.2f}, "
                             f"stage 1 {stage1_eval['mean']['chroma_ratio']:.2f}", evaluation["seconds"])
-            if worker is not None:
-                second = worker.result()
-                priors, sample = {**second["priors"], "windowed": windowed}, second["sample"]
     except BaseException:
         if worker is not None:
             worker.stop()
