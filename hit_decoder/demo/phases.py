@@ -29,7 +29,7 @@ from .plan import PHASE_CONFIGS, PRIOR_KEYS, DemoPlan
 from .terminal import BatchProgress, Reporter
 
 __all__ = ["Job", "lpips_state", "run_swap_phases", "run_cnn_phase", "run_cnn_decoder_phase", "run_hit_swap_phase",
-           "run_stage1_phase", "prior_texture", "run_prior_phase", "run_prior_phases", "sample_phase", "texture_image",
+           "run_stage1_phase", "run_prior_phases", "sample_phase", "texture_image",
            "evaluate_swap", "evaluate_stage1", "read_metrics", "phase_config"]
 
 
@@ -183,44 +183,34 @@ def texture_image(name: str, side: int, factor: int) -> torch.Tensor:
 PRIOR_TITLES = {"prior": "taming GPT prior", "windowed": "windowed prior"}
 
 
-def prior_texture(job: Job, stage1_model: str) -> dict[str, Any]:
-    """Part 3a: the texture photograph (``plan.texture``) both priors learn, cut to the stage-1
-    model's factor and written to ``out/texture/`` (the priors' training data)."""
+def run_prior_phases(job: Job, reporter: Reporter, stage1_model: str) -> dict[str, Any]:
+    """Part 3a: the texture photograph (``plan.texture``) written to ``out/texture/``, and two priors
+    on the stage-1 model's codes of it, with the same prior config, crops, seed and budget: a taming
+    GPT (sampled with the sliding window) and a windowed prior (sampled by streaming)."""
     from .. import adapters
     from ..images import save_png, tensor_to_pil
-
-    plan = job.plan
-    photo = texture_image(plan.texture, plan.texture_side, adapters.downsample_factor(adapters.load_vqmodel(stage1_model)))
-    path = job.out / "texture" / f"{plan.texture}.png"
-    save_png(tensor_to_pil(photo[0]), path)  # (1, 3, S, S)
-    return {"name": plan.texture, "file": str(path), "image": photo}
-
-
-def run_prior_phase(job: Job, reporter: Reporter, key: str, stage1_model: str, texture: dict[str, Any]) -> dict[str, Any]:
-    """Part 3a: one prior (``key``: ``prior``, a taming GPT sampled with the sliding window, or
-    ``windowed``, a windowed prior sampled by streaming) on the stage-1 model's codes of the texture
-    photograph; both with the same prior config, crops, seed and budget."""
     from ..prior import train_prior
 
-    source = ["first_stage.untrained=null", f"first_stage.model={stage1_model}",
-              f"data.images={Path(texture['file']).parent}", "data.resize=null"]
-    title = f"[sampling] {PRIOR_TITLES[key]}"
-    overrides = training_overrides(job, key, source + (["architecture=windowed"] if key == "windowed" else []))
-    start = clock()
-    reporter.start(key, title, _max_batches(key, overrides))
-    result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
-    timing = job.timing(key, title, start)
-    reporter.finish(key, f"{title} trained on the codes of {texture['name']}: {result.batches_done} batches, "
-                    f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}", timing["seconds"])
-    return {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "prior": str(result.prior),
-            "batches": result.batches_done, "losses": [result.losses[0], result.losses[-1]],
-            "out_dir": str(result.out_dir), "timing": timing}
-
-
-def run_prior_phases(job: Job, reporter: Reporter, stage1_model: str) -> dict[str, Any]:
-    """Part 3a in one process: the texture photograph and both priors on its codes."""
-    texture = prior_texture(job, stage1_model)
-    return {"texture": texture, **{key: run_prior_phase(job, reporter, key, stage1_model, texture) for key in PRIOR_KEYS}}
+    plan = job.plan
+    vq = adapters.load_vqmodel(stage1_model).eval()
+    photo = texture_image(plan.texture, plan.texture_side, adapters.downsample_factor(vq))  # (1, 3, S, S)
+    folder = job.out / "texture"
+    save_png(tensor_to_pil(photo[0]), folder / f"{plan.texture}.png")
+    source = ["first_stage.untrained=null", f"first_stage.model={stage1_model}", f"data.images={folder}", "data.resize=null"]
+    out: dict[str, Any] = {"texture": {"name": plan.texture, "file": str(folder / f"{plan.texture}.png"), "image": photo}}
+    for key in PRIOR_KEYS:
+        title = f"[sampling] {PRIOR_TITLES[key]}"
+        overrides = training_overrides(job, key, source + (["architecture=windowed"] if key == "windowed" else []))
+        start = clock()
+        reporter.start(key, title, _max_batches(key, overrides))
+        result = train_prior(PHASE_CONFIGS[key], overrides, callbacks=[BatchProgress(reporter, key)])
+        timing = job.timing(key, title, start)
+        reporter.finish(key, f"{title} trained on the codes of {plan.texture}: {result.batches_done} batches, "
+                        f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f}", timing["seconds"])
+        out[key] = {"key": key, "overrides": overrides, "config": phase_config(key, overrides), "prior": str(result.prior),
+                    "batches": result.batches_done, "losses": [result.losses[0], result.losses[-1]],
+                    "out_dir": str(result.out_dir), "timing": timing}
+    return out
 
 
 @torch.no_grad()
