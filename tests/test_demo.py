@@ -311,3 +311,52 @@ def test_a_failing_worker_process_is_a_one_line_error(tmp_path):
     assert worker.pid is not None and worker.pid != os.getpid()  # it ran in another process ...
     with pytest.raises(ProcessLookupError):  # ... which has ended
         os.kill(worker.pid, 0)
+
+
+_KILLED_MAIN = """
+import sys, time
+from pathlib import Path
+from hit_decoder.demo import DemoPlan
+from hit_decoder.demo.phases import Job
+from hit_decoder.demo.run import _Worker
+from hit_decoder.demo.terminal import TerminalReporter
+plan = DemoPlan().with_batches(cnn=100000)  # the CNN VQGAN trains until the process is killed
+worker = _Worker(Job(plan, Path(sys.argv[1]), False, False, time.time(), "worker"), TerminalReporter(bars=False))
+worker.start()
+while worker.pid is None:
+    time.sleep(0.1)
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _ended(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in fh)  # a zombie has ended
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_second_process_ends_with_a_killed_main_process(tmp_path):
+    """SIGKILL to the process that runs the demo (nothing in it can clean up) while its second
+    process trains: the second process ends too, within seconds (its run stops at the end of a
+    batch), instead of training on for minutes or waiting out the 30 s SIGTERM grace."""
+    script = tmp_path / "main.py"
+    script.write_text(_KILLED_MAIN)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(proc.stdout.readline())
+        time.sleep(8)  # into the training run
+        assert not _ended(pid)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while not _ended(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not _ended(pid):
+            os.kill(pid, 9)
+            pytest.fail("the demo's second process outlived its killed main process by 20 s")
+    finally:
+        proc.kill()

@@ -61,13 +61,29 @@ def claim_demo_outputs(out: Path, overwrite: bool) -> None:
 
 
 _EVENTS: Any = None  # the worker process's end of the event queue (set by _start_worker)
+_PARENT: int | None = None  # the main process's pid (set by _start_worker)
 
 
-def _start_worker(events: Any) -> None:
-    """Initialiser of the decoder-swap process: keep the queue its phase events go back through."""
-    global _EVENTS
-    _EVENTS = events
+def _start_worker(events: Any, parent: int) -> None:
+    """Initialiser of the decoder-swap process: keep the queue its phase events go back through;
+    end with the main process (``parent``)."""
+    global _EVENTS, _PARENT
+    _EVENTS, _PARENT = events, parent
     torch.set_num_threads(1)
+    _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """On Linux, have the kernel send this process SIGTERM when the main process ends, however it
+    ends (``prctl(PR_SET_PDEATHSIG)``): a killed demo must not leave its second process training.
+    A training run answers SIGTERM by saving a checkpoint and ending. Elsewhere nothing is set."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the main process ended before the request was in place
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _swap_worker(job: Job) -> dict[str, Any]:
@@ -83,6 +99,8 @@ def _swap_worker(job: Job) -> dict[str, Any]:
             _EVENTS.put(("cnn", cnn))
             return {"cnn": cnn, "cnn_decoder": run_cnn_decoder_phase(job, reporter, cnn)}
     except BaseException as exc:
+        if os.getppid() != _PARENT:  # the main process is gone (the phase stopped on its SIGTERM): no one to tell
+            os._exit(1)
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
 
 
@@ -103,7 +121,8 @@ class _Worker:
     def __init__(self, job: Job, reporter: Reporter) -> None:
         ctx = multiprocessing.get_context(_start_method())
         self.events = ctx.Queue()
-        self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_start_worker, initargs=(self.events,))
+        self.pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_start_worker,
+                                        initargs=(self.events, os.getpid()))
         self.relay = ThreadPoolExecutor(1, thread_name_prefix="hit-decoder-demo-relay")
         self.job, self.reporter = job, reporter
         self.pid: int | None = None
