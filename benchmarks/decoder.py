@@ -8,9 +8,12 @@ Models: taming's ImageNet f16 CNN decoder, every HiT preset, and the quality ben
 (``hit-m`` and its CNN arm ``cnn-f8``; trained weights from ``--quality-out DIR``, looked up as
 ``DIR/seed0/<arm>/model.safetensors`` or ``DIR/<arm>/model.safetensors``, else random weights of the
 same architecture, and the table says which). Modes, each in the same run: ``fp32`` (eager),
-``fp32-compiled`` (``torch.compile(model, dynamic=True)``; the first call's seconds are reported as
-compile time) and ``bf16`` (the model cast with ``.to(torch.bfloat16)``) where the CPU has bf16
-matrix units (AMX-BF16 / AVX512-BF16; ``--bf16`` forces it). Batch 1, ``torch.inference_mode``;
+``fp32-compiled`` (HiT decoders: ``hit_decoder.compiling.compile_decoder``, which is
+``torch.compile(model, fullgraph=True, dynamic=True)`` traced size-obliviously; CNNs:
+``torch.compile(model, dynamic=True)``; the first call's seconds are reported as compile time;
+``--compile-models`` limits the compiled mode to some models) and ``bf16`` (the model cast with
+``.to(torch.bfloat16)``) where the CPU has bf16 matrix units (AMX-BF16 / AVX512-BF16; ``--bf16``
+forces it). Batch 1, ``torch.inference_mode``;
 seconds are medians of decodes interleaved over every model and mode (per size and repeat), after
 warm-ups. GFLOP/s is the decode's FLOPs (:mod:`torch.utils.flop_counter`) over its time, and its
 fraction of the matmul peak measured in the same run (a 2048² matmul in the same precision, same
@@ -42,7 +45,8 @@ from benchmarking import (
 
 import torch
 
-from hit_decoder import list_decoders
+from hit_decoder import HiTDecoder, list_decoders
+from hit_decoder.compiling import compile_decoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +91,8 @@ def run(args) -> dict:
     runners, compile_s = {}, {}
     for name, m in models.items():
         runners[(name, "fp32")] = m
-        if "fp32-compiled" in modes:
-            runners[(name, "fp32-compiled")] = torch.compile(m, dynamic=True)
+        if "fp32-compiled" in modes and (args.compile_models is None or name in args.compile_models):
+            runners[(name, "fp32-compiled")] = compile_decoder(m) if isinstance(m, HiTDecoder) else torch.compile(m, dynamic=True)
         if "bf16" in modes:
             import copy
 
@@ -166,9 +170,16 @@ def targets(res: dict) -> list[str]:
             out.append(f"- hit-8m-f16 bf16 vs fp32, {size}²: {h['seconds'] / hb['seconds']:.2f}× (target >= 1.8×)")
         if hb and cb:
             out.append(f"- hit-8m-f16 bf16 vs CNN bf16, {size}²: {cb['seconds'] / hb['seconds']:.1f}× (target >= 10×)")
-        hc = by.get(("hit-8m-f16", "fp32-compiled", size))
-        if h and hc:
-            out.append(f"- hit-8m-f16 compiled vs eager, {size}²: {h['seconds'] / hc['seconds']:.2f}×")
+        for hit, cnn in (("hit-8m-f16", CNN_NAME), ("hit-m", "cnn-f8")):
+            hc, cc = by.get((hit, "fp32-compiled", size)), by.get((cnn, "fp32-compiled", size))
+            he = by.get((hit, "fp32", size))
+            if he and hc:
+                out.append(f"- {hit} compiled vs eager, {size}²: {he['seconds'] / hc['seconds']:.2f}×")
+            bh, bc = (min((r for r in res["rows"] if r["model"] == name and r["size"] == size),
+                          key=lambda r: r["seconds"], default=None) for name in (hit, cnn))
+            if hc and cc and bh and bc:  # best with best: each decoder in its fastest mode of this run
+                out.append(f"- {hit} in its fastest mode ({bh['mode']}) vs {cnn} in its fastest ({bc['mode']}), {size}²: "
+                           f"{bc['seconds'] / bh['seconds']:.1f}×")
     if not res["bf16_units"]:
         out.append("- bf16 rows: not measured — this CPU has no bf16 matrix units (no amx_bf16 / avx512_bf16 in its "
                    "flags); bf16 here would only emulate and says nothing about bf16 hardware")
@@ -182,6 +193,7 @@ def main() -> int:
     ap.add_argument("--quality-out", type=Path, default=None, help="output folder of benchmarks/quality.py (trained arms)")
     ap.add_argument("--repeats", type=int, default=2, help="timed decodes per model, mode and size (interleaved)")
     ap.add_argument("--no-compile", action="store_true", help="skip the fp32-compiled mode")
+    ap.add_argument("--compile-models", nargs="+", default=None, help="models measured compiled (default: all)")
     ap.add_argument("--bf16", action="store_true", help="measure bf16 even without bf16 matrix units")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-memory", action="store_true")
@@ -201,7 +213,8 @@ def main() -> int:
     body = "\n".join([
         "## Decoder: CNN decoders vs HiT decoders (fp32 eager, fp32 compiled, bf16)",
         "",
-        "Produced by `python benchmarks/decoder.py` (see its docstring for the protocol). Batch 1, inference mode;",
+        f"Produced by `python benchmarks/decoder.py{''.join(' ' + a for a in sys.argv[1:])}` (see its docstring for the "
+        "protocol). Batch 1, inference mode;",
         "seconds are medians of decodes interleaved across every model and mode. Speed is against a CNN in the same",
         "mode at the same output size: for the quality benchmark's HiT arms its CNN arm `cnn-f8`, for every other",
         "decoder taming's ImageNet f16 decoder.",

@@ -133,15 +133,21 @@ class _Stage(nn.Module):
         m = self.multiple
         Hp, Wp = -(-H // m) * m, -(-W // m) * m
         valid = None
-        if m > 1 and (Hp != H or Wp != W):
+        # compiled, the padded path is taken whatever the grid (padding by 0 where none is needed), so
+        # that whether a grid needs padding is not a guard of the graph (docs/performance.md)
+        if m > 1 and (torch.compiler.is_compiling() or Hp != H or Wp != W):
             x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))  # (B, Hp, Wp, C)
-            valid = torch.zeros(Hp, Wp, dtype=torch.bool, device=x.device)
-            valid[:H, :W] = True
+            rows, cols = torch.arange(Hp, device=x.device), torch.arange(Wp, device=x.device)
+            valid = (rows < H)[:, None] & (cols < W)[None, :]  # (Hp, Wp): the real tokens
         for blk in self.blocks:  # blk(x, valid), with both residuals under the memory policy
             if blk.attn_delta is not None:  # super-windows are m rows high: bands of whole ones
                 x = bands.attention(blk.attn_delta, x, valid, m)  # (B, Hp, Wp, C)
             x = bands.residual(blk.mlp_delta, x, blk.mlp.halo)  # (B, Hp, Wp, C)
-        return x[:, :H, :W] if valid is not None else x  # (B, H, W, C)
+        if valid is None:
+            return x
+        if torch.compiler.is_compiling():  # a gather, not a slice: no guard or bound on H <= Hp
+            return x.index_select(1, torch.arange(H, device=x.device)).index_select(2, torch.arange(W, device=x.device))
+        return x[:, :H, :W]  # (B, H, W, C)
 
 
 class _RgbHead(nn.Module):
@@ -280,7 +286,9 @@ class HiTDecoder(nn.Module):
         self._check_input(z)
         B, _, h, w = z.shape
         f = self.config.downsample_factor
-        if not torch.is_grad_enabled() and B * h * w * f * f > self.inference_chunk_tokens:
+        # compiled, the whole grid is one graph: the bands' loop counts would make every grid size a
+        # graph of its own, and the compiler fuses what the bands keep in cache (docs/performance.md)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and B * h * w * f * f > self.inference_chunk_tokens:
             return self.decode_large(z)
         return self._decode(z, WHOLE)
 
