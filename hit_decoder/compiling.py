@@ -1,13 +1,16 @@
-"""``torch.compile`` for a decoder, one graph for every grid size (docs/performance.md, "Compilation").
+"""``torch.compile`` for a decoder with as few graphs as grid sizes allow (docs/performance.md,
+"Compilation").
 
 ``torch.compile(decoder, fullgraph=True, dynamic=True)`` traces the HiT decoder as one graph with
 symbolic grid sizes. PyTorch still specialises a graph on whether a size is 1: a stage whose grid is
 one attention super-window wide (the usual case of the first stage: ``hit-8m-f16`` decodes a 16x16
 latent at 256²) and one two super-windows wide take different graphs. :func:`compile_decoder`
-compiles with PyTorch's size-oblivious reasoning for those checks
+traces with PyTorch's size-oblivious reasoning for those checks
 (``torch.fx.experimental._config.backed_size_oblivious``, set only while the compiled decoder
-traces), so one graph serves every grid size; batch 1 and batches of 2 or more are still two
-graphs (PyTorch's convolution specialises on it).
+traces): the trace is then one graph for every grid size. Inductor's code generation can still add
+a guard of that kind (``hit-8m-f16``: latents of at most 16 codes a side, and larger ones, are two
+graphs), and batch 1 and batches of 2 or more are two graphs (PyTorch's convolution specialises on
+it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,6 @@ class CompiledDecoder(nn.Module):
 
 def compile_decoder(decoder: nn.Module, *, fullgraph: bool = True, dynamic: bool = True, **compile_kwargs) -> CompiledDecoder:
     """``torch.compile(decoder, fullgraph=fullgraph, dynamic=dynamic, **compile_kwargs)``, traced with
-    size-oblivious shape reasoning: one graph for every grid size (and one more for batch 1). The
-    first call compiles (minutes on a CPU); outputs equal the eager decoder's to float rounding."""
+    size-oblivious shape reasoning (see the module docstring for the graphs this leaves). The first
+    call compiles (minutes on a CPU); outputs equal the eager decoder's to float rounding."""
     return CompiledDecoder(decoder, fullgraph=fullgraph, dynamic=dynamic, **compile_kwargs)

@@ -282,12 +282,13 @@ class HiTDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``. Without autograd, a decode of
-        more than ``inference_chunk_tokens`` output pixels goes through :meth:`decode_large`."""
+        more than ``inference_chunk_tokens`` output pixels goes through :meth:`decode_large` (not
+        while being compiled: see :mod:`hit_decoder.compiling`)."""
         self._check_input(z)
         B, _, h, w = z.shape
         f = self.config.downsample_factor
         # compiled, the whole grid is one graph: the bands' loop counts would make every grid size a
-        # graph of its own, and the compiler fuses what the bands keep in cache (docs/performance.md)
+        # graph of its own (so a compiled decode holds whole-image intermediates; docs/performance.md)
         if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and B * h * w * f * f > self.inference_chunk_tokens:
             return self.decode_large(z)
         return self._decode(z, WHOLE)
