@@ -181,13 +181,17 @@ class MultiAxisAttention(nn.Module):
         q = self.q(x)  # (B, H, W, C)
         k, v = self.kv(x).chunk(2, dim=-1)  # (B, H, W, dh) each
         half = C // 2
+        q_reg, q_dil = q[..., :half], q[..., half:]
+        if torch.compiler.is_compiling():  # the partitions then view contiguous tensors: inductor's
+            # view of a strided slice would guard on a size-1 super-window count (docs/performance.md)
+            q_reg, q_dil, k, v = (t.contiguous() for t in (q_reg, q_dil, k, v))
         key_valid = None if valid is None else valid.view(1, H, W, 1)
         regional = self._half(
-            q[..., :half], k, v, self._bias(self.regional_bias, self.regional_index), key_valid,
+            q_reg, k, v, self._bias(self.regional_bias, self.regional_index), key_valid,
             lambda t: block_partition(t, b), lambda t: block_unpartition(t, b, H, W),
         )  # (B, H, W, C/2)
         dilated = self._half(
-            q[..., half:], k, v, self._bias(self.dilated_bias, self.dilated_index), key_valid,
+            q_dil, k, v, self._bias(self.dilated_bias, self.dilated_index), key_valid,
             lambda t: dilated_partition(t, b, d), lambda t: dilated_unpartition(t, b, d, H, W),
         )  # (B, H, W, C/2)
         return self.proj(torch.cat([regional, dilated], dim=-1))  # (B, H, W, C)
