@@ -69,24 +69,22 @@ def _small_decoder() -> HiTDecoder:
                                        num_attention_stages=1, block_size=(2,), dilation_grid=(2,))).eval()
 
 
-def _compiled_graphs(backend: str) -> tuple[HiTDecoder, list[torch.Tensor], list[torch.Tensor], int]:
-    """Decode COMPILE_GRIDS with compile_decoder(backend) and eagerly; count the graphs compiled."""
+def _compile_and_decode(compile_fn, grids):
+    """Decode ``grids`` with ``compile_fn(decoder)`` (recompiling is an error) and eagerly; returns
+    the decoder, the compiled one, both outputs and the number of graphs compiled."""
     import torch._dynamo
-
-    from hit_decoder.compiling import compile_decoder
 
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     dec = _small_decoder()
-    compiled = compile_decoder(dec, backend=backend)
-    assert compiled.decoder is dec
+    compiled = compile_fn(dec)
     outs, refs = [], []
     with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
-        for shape in COMPILE_GRIDS:
+        for shape in grids:
             z = torch.randn(shape, generator=torch.Generator().manual_seed(2))
             outs.append(compiled(z))
             refs.append(dec(z))
-    return dec, outs, refs, torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    return dec, compiled, outs, refs, torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
 def test_compiled_decoder_traces_one_graph_for_every_grid_size():
@@ -94,7 +92,10 @@ def test_compiled_decoder_traces_one_graph_for_every_grid_size():
     no graph break (fullgraph), no recompilation across grids that need padding, need none or are
     one super-window wide. Guards come from the trace, so this is what recompiles; the inductor
     run below checks the generated code."""
-    _, outs, refs, graphs = _compiled_graphs("eager")
+    from hit_decoder.compiling import compile_decoder
+
+    dec, compiled, outs, refs, graphs = _compile_and_decode(lambda d: compile_decoder(d, backend="eager"), COMPILE_GRIDS)
+    assert compiled.decoder is dec
     assert graphs == 1
     for out, ref in zip(outs, refs):
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
@@ -103,24 +104,21 @@ def test_compiled_decoder_traces_one_graph_for_every_grid_size():
 def test_plain_torch_compile_shares_a_graph_between_padded_and_unpadded_grids():
     """Without compile_decoder: torch.compile(fullgraph, dynamic) itself no longer tells apart grids
     that need padding from grids that need none."""
-    import torch._dynamo
-
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    dec = _small_decoder()
-    compiled = torch.compile(dec, fullgraph=True, dynamic=True, backend="eager")
-    with torch.no_grad(), torch._dynamo.config.patch(error_on_recompile=True):
-        for shape in COMPILE_GRIDS[:3]:
-            z = torch.randn(shape, generator=torch.Generator().manual_seed(2))
-            torch.testing.assert_close(compiled(z), dec(z), rtol=0, atol=1e-6)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    *_, outs, refs, graphs = _compile_and_decode(
+        lambda d: torch.compile(d, fullgraph=True, dynamic=True, backend="eager"), COMPILE_GRIDS[:3])
+    for out, ref in zip(outs, refs):
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    assert graphs == 1
 
 
 @pytest.mark.slow_compile
 def test_compiled_decoder_is_one_graph_for_every_grid_size():
-    """compile_decoder with inductor: no graph break, one compilation for four grid sizes, outputs
-    within 1e-4 of eager. Costs 2 to 3 minutes of compiling on 2 quiet CPU cores."""
-    _, outs, refs, graphs = _compiled_graphs("inductor")
+    """compile_decoder with inductor: no graph break, one compilation for the five grid sizes, outputs
+    within 1e-4 of eager. Costs about 2 minutes of compiling on 2 quiet CPU cores."""
+    from hit_decoder.compiling import compile_decoder
+
+    dec, compiled, outs, refs, graphs = _compile_and_decode(lambda d: compile_decoder(d, backend="inductor"), COMPILE_GRIDS)
+    assert compiled.decoder is dec
     assert graphs == 1
     for out, ref in zip(outs, refs):
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
