@@ -175,12 +175,17 @@ class _RgbHead(nn.Module):
 class HiTDecoder(nn.Module):
     """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
 
-    #: default row band (tokens): an MLP band's hidden layer (2 MB at 64 channels) stays in cache,
-    #: which ran a 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread, with
-    #: bit-identical output (see docs/performance.md)
+    #: default row band on a CPU (tokens): an MLP band's hidden layer (2 MB at 64 channels) stays in
+    #: cache, which ran a 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread,
+    #: with bit-identical output (see docs/performance.md)
     DEFAULT_CHUNK_TOKENS = 8192
+    #: default row band on other devices (GPUs), where bands only bound memory: a 1024² image at
+    #: batch 1 decodes whole (hit-8m-f16's peak there: 1.3 GB in bf16, about the CNN's 1.3 GB) and
+    #: larger batches or images in bands of that size. 8192-token bands ran hit-8m-f16 1.3 to 6x
+    #: slower than whole grids on an H200 (each band launches every kernel; BENCHMARKS.md, GPU)
+    DEFAULT_CHUNK_TOKENS_ACCELERATOR = 1 << 20
 
-    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    def __init__(self, config: HiTDecoderConfig, *, inference_chunk_tokens: int | None = None,
                  check_finite: bool = False) -> None:
         super().__init__()
         if not isinstance(config, HiTDecoderConfig):
@@ -191,8 +196,8 @@ class HiTDecoder(nn.Module):
         self.config = config
         #: runtime setting, not architecture (not saved): without autograd, per-pixel work in large
         #: stages runs in row bands of about this many tokens (for speed and memory); any value gives
-        #: the same image
-        self.inference_chunk_tokens = int(inference_chunk_tokens)
+        #: the same image. ``None``: by the latent's device (:meth:`chunk_tokens_for`)
+        self.inference_chunk_tokens = None if inference_chunk_tokens is None else int(inference_chunk_tokens)
         #: runtime setting: raise on NaN / inf in ``z`` (one host synchronisation per call; off by
         #: default so that ``forward`` never waits on the device and compiles as one graph)
         self.check_finite = bool(check_finite)
@@ -282,29 +287,39 @@ class HiTDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``z (B, z_channels, h, w) -> (B, out_channels, h f, w f)``. Without autograd, a decode of
-        more than ``inference_chunk_tokens`` output pixels goes through :meth:`decode_large` (not
-        while being compiled: see :mod:`hit_decoder.compiling`)."""
+        more than :meth:`chunk_tokens_for` its device output pixels goes through :meth:`decode_large`
+        (not while being compiled: see :mod:`hit_decoder.compiling`)."""
         self._check_input(z)
         B, _, h, w = z.shape
         f = self.config.downsample_factor
         # compiled, the whole grid is one graph: the bands' loop counts would make every grid size a
         # graph of its own (so a compiled decode holds whole-image intermediates; docs/performance.md)
-        if not torch.is_grad_enabled() and not torch.compiler.is_compiling() and B * h * w * f * f > self.inference_chunk_tokens:
-            return self.decode_large(z)
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():  # (no size guard when compiling)
+            if B * h * w * f * f > self.chunk_tokens_for(z.device):
+                return self.decode_large(z)
         return self._decode(z, WHOLE)
+
+    def chunk_tokens_for(self, device: torch.device | str) -> int:
+        """The row band in tokens: ``inference_chunk_tokens`` where set, else
+        :attr:`DEFAULT_CHUNK_TOKENS` on a CPU (cache-sized) and :attr:`DEFAULT_CHUNK_TOKENS_ACCELERATOR`
+        on any other device (memory-sized)."""
+        if self.inference_chunk_tokens is not None:
+            return self.inference_chunk_tokens
+        cpu = torch.device(device).type == "cpu"
+        return self.DEFAULT_CHUNK_TOKENS if cpu else self.DEFAULT_CHUNK_TOKENS_ACCELERATOR
 
     @torch.no_grad()
     def decode_large(self, z: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
         """The memory policy, in one place: decode ``z`` without autograd with bounded
         intermediates. Per-token work runs in row bands of about ``chunk_tokens`` tokens (default
-        ``inference_chunk_tokens``); a grid wider than high whose rows alone exceed 32 bands is
+        :meth:`chunk_tokens_for` the latent's device); a grid wider than high whose rows alone exceed 32 bands is
         decoded in exact column tiles of about 8 bands (the row bands cannot split a grid only a
         few codes high),
         so a 1 x 100000 grid costs what a square grid of the same area costs. The image equals the
         whole decode up to matmul rounding (bit-identical across column tiles in float32; tests)."""
         from .tiling import decode_tiled, hit_tile_geometry
 
-        chunk = int(chunk_tokens or self.inference_chunk_tokens)
+        chunk = int(chunk_tokens or self.chunk_tokens_for(z.device))
         bands = RowBands(chunk)
         B, _, h, w = z.shape
         f = self.config.downsample_factor

@@ -283,8 +283,35 @@ def test_chunked_inference_matches_unchunked(h, w):
         from hit_decoder.decoder import WHOLE
 
         z = torch.randn(2, 8, 23, 17, generator=torch.Generator().manual_seed(3))
-        assert 2 * 23 * 17 * 16 > dec.inference_chunk_tokens  # it bands
+        assert 2 * 23 * 17 * 16 > dec.chunk_tokens_for(z.device)  # it bands
         assert torch.equal(dec(z), dec._decode(z, WHOLE))
+
+
+def test_band_policy_follows_the_latents_device():
+    """CPU: cache-sized row bands; any other device: memory-sized ones (on a GPU every band costs one
+    launch of every kernel); an explicit ``inference_chunk_tokens`` wins on every device. The same
+    grid runs in bands on the CPU and whole on the meta device (an accelerator's policy)."""
+    dec = tiny().eval()
+    assert dec.chunk_tokens_for("cpu") == HiTDecoder.DEFAULT_CHUNK_TOKENS == 8192
+    assert dec.chunk_tokens_for("cuda") == dec.chunk_tokens_for("meta") == HiTDecoder.DEFAULT_CHUNK_TOKENS_ACCELERATOR
+    assert HiTDecoder(dec.config, inference_chunk_tokens=7).chunk_tokens_for("cuda") == 7
+    z = torch.randn(2, 8, 23, 17)
+    assert HiTDecoder.DEFAULT_CHUNK_TOKENS < 2 * 23 * 17 * 16 < HiTDecoder.DEFAULT_CHUNK_TOKENS_ACCELERATOR
+
+    def last_stage_calls(z):  # the shapes the last (largest) stage's to-RGB head was called with
+        shapes = []
+        hook = dec.stages[-1].to_rgb.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
+        try:
+            with torch.no_grad():
+                return dec(z), shapes
+        finally:
+            hook.remove()
+
+    _, on_cpu = last_stage_calls(z)
+    dec.to("meta")
+    out, on_meta = last_stage_calls(z.to("meta"))
+    assert out.shape == (2, 3, 23 * 4, 17 * 4)
+    assert len(on_meta) == 1 and len(on_cpu) > 1, (on_meta, on_cpu)  # one call on the whole grid; bands
 
 
 @pytest.mark.parametrize("name", list_decoders())
