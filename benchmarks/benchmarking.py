@@ -42,7 +42,7 @@ import torch
 from hit_decoder.common.seeding import seeded
 from hit_decoder.fileio import atomic_path
 
-__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "latent_for", "cpu_flags", "has_bf16_units", "decode_flops",
+__all__ = ["TAMING_F16_DDCONFIG", "build_decoder", "trained_arm", "latent_for", "cpu_flags", "has_bf16_units", "decode_flops",
            "peak_memory_mb", "update_section", "vm_kb"]
 
 #: taming's ImageNet f16 VQGAN decoder (vqgan_imagenet_f16_1024 / _16384 ddconfig).
@@ -55,6 +55,18 @@ CNN_NAME = "taming-cnn-f16"
 
 #: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
 QUALITY_ARMS = {"hit-m": "hit-m", "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
+
+
+def trained_arm(name: str, quality_out: Path | None) -> Path | None:
+    """The quality benchmark's trained model file of arm ``name`` under its output folder
+    (``DIR/seed0/<arm>/model.safetensors`` or ``DIR/<arm>/model.safetensors``), or ``None``."""
+    if name not in QUALITY_ARMS or quality_out is None:
+        return None
+    for path in (quality_out / "seed0" / QUALITY_ARMS[name] / "model.safetensors",
+                 quality_out / QUALITY_ARMS[name] / "model.safetensors"):
+        if path.is_file():
+            return path
+    return None
 
 
 def build_decoder(name: str, seed: int = 0) -> torch.nn.Module:

@@ -40,6 +40,7 @@ from benchmarking import (
     has_bf16_units,
     latent_for,
     peak_memory_mb,
+    trained_arm,
     update_section,
 )
 
@@ -68,16 +69,13 @@ def load_models(names: list[str], quality_out: Path | None) -> tuple[dict[str, t
     models, weights = {}, {}
     for name in names:
         models[name], weights[name] = build_decoder(name), "random"
-        if name in QUALITY_ARMS and quality_out is not None:
-            for path in (quality_out / "seed0" / QUALITY_ARMS[name] / "model.safetensors",
-                         quality_out / QUALITY_ARMS[name] / "model.safetensors"):
-                if path.is_file():
-                    from hit_decoder import adapters
+        path = trained_arm(name, quality_out)
+        if path is not None:
+            from hit_decoder import adapters
 
-                    models[name], weights[name] = adapters.load_vqmodel(path).decoder.eval(), f"trained ({path})"
-                    break
-            else:
-                print(f"{name}: no trained arm under {quality_out}; random weights of the same architecture")
+            models[name], weights[name] = adapters.load_vqmodel(path).decoder.eval(), f"trained ({path})"
+        elif name in QUALITY_ARMS and quality_out is not None:
+            print(f"{name}: no trained arm under {quality_out}; random weights of the same architecture")
     return models, weights
 
 
@@ -219,7 +217,7 @@ def main() -> int:
         "mode at the same output size: for the quality benchmark's HiT arms its CNN arm `cnn-f8`, for every other",
         "decoder taming's ImageNet f16 decoder.",
         f"Compile time (first compiled call, smallest size): {compile_s or 'not measured'}.",
-        "No GPU was available to this benchmark's author; GPU rows are not part of this table.",
+        "This table is the CPU's; GPU timings are in the GPU section (`benchmarks/gpu.py`).",
         "",
         env,
         "",

@@ -42,7 +42,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarking import CNN_NAME, QUALITY_ARMS, _factor, build_decoder, decode_flops, latent_for, update_section
+from benchmarking import CNN_NAME, QUALITY_ARMS, _factor, build_decoder, decode_flops, latent_for, trained_arm, update_section
 
 import torch
 
@@ -117,15 +117,12 @@ def load_models(names, quality_out: Path | None) -> tuple[dict, dict, dict]:
     models, weights, whole = {}, {}, {}
     for name in names:
         models[name], weights[name] = build_decoder(name), "random"
-        if name in QUALITY_ARMS and quality_out is not None:
-            for path in (quality_out / "seed0" / QUALITY_ARMS[name] / "model.safetensors",
-                         quality_out / QUALITY_ARMS[name] / "model.safetensors"):
-                if path.is_file():
-                    from hit_decoder import adapters
+        path = trained_arm(name, quality_out)
+        if path is not None:
+            from hit_decoder import adapters
 
-                    whole[name] = adapters.load_vqmodel(path).eval()
-                    models[name], weights[name] = whole[name].decoder, "trained"
-                    break
+            whole[name] = adapters.load_vqmodel(path).eval()
+            models[name], weights[name] = whole[name].decoder, "trained"
     return models, weights, whole
 
 
