@@ -289,6 +289,47 @@ def run(args) -> None:
 
 
 # ----------------------------------------------------------------------------- rendering
+def _ratios(by: dict, hit: str, cnn: str, batch: int, hit_mode: str, cnn_mode: str) -> str | None:
+    got = []
+    for size in (256, 512, 1024):
+        h, c = by.get((hit, hit_mode, size, batch)), by.get((cnn, cnn_mode, size, batch))
+        got.append(f"{c['seconds'] / h['seconds']:.2f}×" if h and c else "–")
+    return None if set(got) == {"–"} else " / ".join(got)
+
+
+def _best(rows: list[dict], model: str, size: int, batch: int) -> dict | None:
+    return min((r for r in rows if (r["model"], r["size"], r["batch"]) == (model, size, batch)),
+               key=lambda r: r["seconds"], default=None)
+
+
+def headline(runs: list[list[dict]]) -> list[str]:
+    """The section's machine line and its ``Result`` line (what the README summary shows)."""
+    envs = [next((r for r in rows if r["kind"] == "env"), {}) for rows in runs]
+    gpus = sorted({e.get("gpu", "no GPU") for e in envs})
+    torches = sorted({f"torch {e.get('torch')}, CUDA {e.get('cuda')}" for e in envs})
+    dates = sorted({e.get("date") for e in envs if e.get("date")})
+    out = [f"machine: {', '.join(gpus)}; {'; '.join(torches)}; {len(runs)} run(s) on {', '.join(dates)}", ""]
+    times = [r for rows in runs for r in rows if r["kind"] == "time"]
+    eager = {(r["model"], r["mode"], r["size"], r["batch"]): r for r in times if r["phase"] == "eager"}
+    comp = [r for r in times if r["phase"] == "compiled"]
+    parts = []
+    for hit in ("hit-8m-f16", "hit-m"):
+        cnn = "cnn-f8" if hit in QUALITY_ARMS else CNN_NAME
+        e = _ratios(eager, hit, cnn, 1, "bf16-whole", "bf16")
+        if e:
+            parts.append(f"{hit} vs {cnn}, eager bf16 (HiT whole), batch 1: {e}")
+        for batch in (1, 16):
+            best = []
+            for size in (256, 512, 1024):
+                h, c = _best(comp, hit, size, batch), _best(comp, cnn, size, batch)
+                best.append(f"{c['seconds'] / h['seconds']:.2f}×" if h and c else "–")
+            if set(best) != {"–"}:
+                parts.append(f"{hit} vs {cnn}, best bf16 runner with best, batch {batch}: {' / '.join(best)}")
+    if parts:
+        out.append("Result (at 256² / 512² / 1024²; above 1× the HiT decoder is faster): " + "; ".join(parts) + ".")
+    return out
+
+
 def render(runs: list[list[dict]], names: list[str] | None = None) -> str:
     """The BENCHMARKS.md section of one or more ``--jsonl`` files (runs on separate machine starts:
     ratios are only taken within one run)."""
@@ -322,8 +363,8 @@ def render(runs: list[list[dict]], names: list[str] | None = None) -> str:
                "The run was cut off before its end: its rows are what it measured."),
             "",
         ]
-    lines += [
-        f"Rendered by `python benchmarks/gpu.py --render {' '.join(names or ['FILE ...'])}` from the runs' "
+    files = " ".join(names or ["FILE ..."])
+    lines += [*headline(runs), "", f"Rendered by `python benchmarks/gpu.py --render {files}` from the runs' "
         "measurement files. Seconds per "
         "batch are medians of CUDA-event timings interleaved over the runners of one size and batch (see the "
         "script's docstring). HiT rows: `whole` decodes the grid in one band, `8192-token bands` in the CPU's row "

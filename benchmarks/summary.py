@@ -6,7 +6,7 @@ Usage: ``python benchmarks/summary.py`` rewrites the block between
 script has rewritten a section of BENCHMARKS.md; ``tests/test_benchmark_summary.py`` fails while the
 README block is stale.
 
-The summary is one short table, a row per headline section (speed: ``decoder``, ``sampler``;
+The summary is one short table, a row per headline section (speed: ``decoder``, ``decoder_gpu``, ``sampler``;
 quality: ``quality``, ``prior_quality``): its heading, its verdict as BENCHMARKS.md words it (the
 ``Result`` line, or else the target lines), its machine line and the script that measures it. A
 section that BENCHMARKS.md does not have is reported as not measured, never filled in; the tables
@@ -25,6 +25,7 @@ BLOCK = "benchmark-summary"
 #: (section name in BENCHMARKS.md, what it measures, the script that writes it)
 SECTIONS = (
     ("decoder", "speed", "python benchmarks/decoder.py"),
+    ("decoder_gpu", "speed", "python benchmarks/gpu.py"),
     ("sampler", "speed", "python benchmarks/sampler.py"),
     ("quality", "quality", "python benchmarks/quality.py"),
     ("prior_quality", "quality", "python benchmarks/prior_quality.py"),

@@ -10,6 +10,10 @@ traces with PyTorch's size-oblivious reasoning for those checks
 traces): the trace is then one graph for every grid size, and so is inductor's code (checked on
 the test decoder and on ``hit-8m-f16`` at 256² and 512²). Batch 1 and batches of 2 or more are
 two graphs (PyTorch's convolution specialises on it).
+
+Checked with torch 2.14.1 (the tests). With torch 2.11.0 on a GPU, dynamo failed on the HiT
+decoder at every size (``PendingUnbackedSymbolNotFound``, an output with unbacked sizes); use
+torch 2.14 or newer to compile it, or decode eagerly (docs/performance.md, "GPU").
 """
 
 from __future__ import annotations

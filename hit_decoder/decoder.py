@@ -181,7 +181,7 @@ class HiTDecoder(nn.Module):
     DEFAULT_CHUNK_TOKENS = 8192
     #: default row band on other devices (GPUs), where bands only bound memory: a 1024² image at
     #: batch 1 decodes whole (hit-8m-f16's peak there: 1.3 GB in bf16, about the CNN's 1.3 GB) and
-    #: larger batches or images in bands of that size. 8192-token bands ran hit-8m-f16 1.3 to 6x
+    #: larger batches or images in bands of that size. 8192-token bands ran hit-8m-f16 1.4 to 6.2x
     #: slower than whole grids on an H200 (each band launches every kernel; BENCHMARKS.md, GPU)
     DEFAULT_CHUNK_TOKENS_ACCELERATOR = 1 << 20
 

@@ -33,8 +33,9 @@ def test_summary_is_one_table_of_each_sections_verdict_as_stated():
           "<!-- decoder:end -->\n\n<!-- prior_quality:begin -->\n## P\n\n| a |\n|---|\n| 1 |\n<!-- prior_quality:end -->\n")
     lines = s.summary(md).splitlines()
     rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith("| measured")]
-    assert len(rows) == 4, lines  # one row per headline section, in SECTIONS order, nothing else tabled
-    decoder, sampler, quality, prior = rows
+    assert len(rows) == 5, lines  # one row per headline section, in SECTIONS order, nothing else tabled
+    decoder, gpu, sampler, quality, prior = rows
+    assert "not measured: BENCHMARKS.md has no `decoder_gpu` section" in gpu
     assert decoder == ("| speed: D | speed 3.0× (target >= 10×): NOT met; FLOPs 0.07 (target <= 0.125): met "
                        "| CPU: test box | `python benchmarks/decoder.py` |")
     assert "not measured: BENCHMARKS.md has no `sampler` section" in sampler  # absent: said so, not invented
