@@ -12,8 +12,10 @@ the test decoder and on ``hit-8m-f16`` at 256² and 512²). Batch 1 and batches 
 two graphs (PyTorch's convolution specialises on it).
 
 Checked with torch 2.14.1 (the tests). With torch 2.11.0 on a GPU, dynamo failed on the HiT
-decoder at every size (``PendingUnbackedSymbolNotFound``, an output with unbacked sizes); use
-torch 2.14 or newer to compile it, or decode eagerly (docs/performance.md, "GPU").
+decoder at every size (``PendingUnbackedSymbolNotFound``, an output with unbacked sizes: the
+cross-attention's crop, as far as its strides show; that crop is now a gather while compiling, not
+yet checked on torch 2.11). Use torch 2.14 or newer to compile it, or decode eagerly
+(docs/performance.md, "GPU").
 """
 
 from __future__ import annotations

@@ -349,6 +349,11 @@ class LatentCrossAttention(nn.Module):
         if top or bottom or left or right:
             x = F.pad(x, (0, 0, left, right, top, bottom))  # (B, (g1-g0) s, gw s, C)
         out = self.attend(x, k[:, g0:g1], v[:, g0:g1], mask[g0:g1])
+        if torch.compiler.is_compiling():
+            # a gather, not a slice: torch 2.11's tracer gave this slice of the padded output
+            # unbacked sizes and failed (PendingUnbackedSymbolNotFound; docs/performance.md, "GPU")
+            rows = torch.arange(r1 - r0, device=out.device) + top
+            return out.index_select(1, rows).index_select(2, torch.arange(W, device=out.device) + left)
         return out[:, top : top + r1 - r0, left : left + W]
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
