@@ -12,8 +12,8 @@ Models: taming's ImageNet f16 CNN decoder, every HiT preset, and the quality ben
 - ``fp32``, ``bf16``, ``fp16``: eager, the model cast with ``.to(dtype)``, a latent of that dtype.
   fp32 runs with PyTorch's defaults, recorded in the output (matmuls in full fp32; cuDNN
   convolutions may use TF32);
-- HiT decoders twice in each dtype: with their default row bands (``inference_chunk_tokens``, the
-  CPU cache policy) and ``whole`` (one band: the whole grid at once);
+- HiT decoders twice in each dtype: in the CPU's 8192-token row bands (``inference_chunk_tokens``
+  set to ``HiTDecoder.DEFAULT_CHUNK_TOKENS``) and ``whole`` (one band: the whole grid at once);
 - ``bf16-compiled`` for ``--compile-models``: HiT through ``hit_decoder.compiling.compile_decoder``,
   CNNs through ``torch.compile(dynamic=True)``; the first call at each new shape is reported (the
   compile), and the output's relative error against the eager bf16 output.
