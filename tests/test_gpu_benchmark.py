@@ -54,3 +54,8 @@ def test_gpu_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
                    check=True, capture_output=True, text=True, timeout=120)
     section = _section(md.read_text(), "decoder_gpu")
     assert "| hit-1m-f16 | bf16, whole | 2 × 32² |" in section and "| hit-1m-f16 | fp32, 8192-token bands | 1 × 32² |" in section
+    # --no-bands: whole runners only
+    subprocess.run(cmd[:-1] + [str(tmp_path / "w.jsonl"), "--batches", "1", "--no-bands"], cwd=ROOT / "benchmarks",
+                   check=True, capture_output=True, text=True, timeout=600)
+    rows = [json.loads(line) for line in (tmp_path / "w.jsonl").read_text().splitlines()]
+    assert {r["mode"] for r in rows if r["kind"] == "time"} == {"fp32-whole", "bf16-whole", "fp16-whole"}
