@@ -27,7 +27,7 @@ from torch import nn
 
 from .bands import WHOLE, RowBands
 from .config import HiTDecoderConfig
-from .layers import LatentCrossAttention, Mlp, MultiAxisAttention
+from .layers import LatentCrossAttention, Mlp, MultiAxisAttention, crop
 
 __all__ = ["HiTDecoder", "depth_to_space"]
 
@@ -143,11 +143,7 @@ class _Stage(nn.Module):
             if blk.attn_delta is not None:  # super-windows are m rows high: bands of whole ones
                 x = bands.attention(blk.attn_delta, x, valid, m)  # (B, Hp, Wp, C)
             x = bands.residual(blk.mlp_delta, x, blk.mlp.halo)  # (B, Hp, Wp, C)
-        if valid is None:
-            return x
-        if torch.compiler.is_compiling():  # a gather, not a slice: no guard or bound on H <= Hp
-            return x.index_select(1, torch.arange(H, device=x.device)).index_select(2, torch.arange(W, device=x.device))
-        return x[:, :H, :W]  # (B, H, W, C)
+        return x if valid is None else crop(x, 0, H, 0, W)  # (B, H, W, C)
 
 
 class _RgbHead(nn.Module):

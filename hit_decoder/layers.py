@@ -21,6 +21,7 @@ __all__ = [
     "dilated_partition",
     "dilated_unpartition",
     "window_gather",
+    "crop",
     "local_attention",
     "tent_log_weights",
     "relative_position_index",
@@ -197,6 +198,17 @@ class MultiAxisAttention(nn.Module):
         return self.proj(torch.cat([regional, dilated], dim=-1))  # (B, H, W, C)
 
 
+def crop(x: torch.Tensor, top: int, height: int, left: int, width: int) -> torch.Tensor:
+    """Rows ``top .. top + height`` and columns ``left .. left + width`` of ``x (B, H, W, C)``: a view
+    in eager mode, a gather (``index_select``) while compiling, where a slice's bounds would become
+    guards of the graph (``H <= Hp``) or, on torch 2.11, unbacked sizes that failed the trace
+    (docs/performance.md, "Compilation" and "GPU")."""
+    if torch.compiler.is_compiling():
+        rows = torch.arange(height, device=x.device) + top
+        return x.index_select(1, rows).index_select(2, torch.arange(width, device=x.device) + left)
+    return x[:, top : top + height, left : left + width]
+
+
 def window_gather(x: torch.Tensor, n: int, before: int, after: int) -> tuple[torch.Tensor, torch.Tensor]:
     """n x n windows of ``x (B, h, w, C)`` after zero padding ``before`` / ``after`` positions on each
     axis: window ``(p, q)`` covers rows ``p - before .. p - before + n - 1`` (columns alike).
@@ -349,12 +361,7 @@ class LatentCrossAttention(nn.Module):
         if top or bottom or left or right:
             x = F.pad(x, (0, 0, left, right, top, bottom))  # (B, (g1-g0) s, gw s, C)
         out = self.attend(x, k[:, g0:g1], v[:, g0:g1], mask[g0:g1])
-        if torch.compiler.is_compiling():
-            # a gather, not a slice: torch 2.11's tracer gave this slice of the padded output
-            # unbacked sizes and failed (PendingUnbackedSymbolNotFound; docs/performance.md, "GPU")
-            rows = torch.arange(r1 - r0, device=out.device) + top
-            return out.index_select(1, rows).index_select(2, torch.arange(W, device=out.device) + left)
-        return out[:, top : top + r1 - r0, left : left + W]
+        return crop(out, top, r1 - r0, left, W)
 
     def forward(self, x: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """``x (B, h*s, w*s, C)``, ``latent (B, h, w, latent_dim)`` -> ``(B, h*s, w*s, C)``."""
