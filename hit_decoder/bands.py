@@ -31,8 +31,17 @@ class RowBands:
     intermediate of an MLP or of the attention scores exists at once. ``tokens=None`` is the plain
     model (whole tensors). Results equal the whole computation up to matmul rounding."""
 
-    def __init__(self, tokens: int | None) -> None:
+    #: on a CPU, a band of an MLP holds at most ``tokens * HIDDEN_CHANNELS`` hidden activations:
+    #: MLPs wider than 128 hidden channels run in proportionally fewer rows. With 8192-token bands
+    #: a 256-wide hidden layer (8 MiB) made the MLP of ``hit-8m-f16``'s last stage about 1.3x slower
+    #: per token than 4096-token bands (its linear layers and depthwise convolution, timed alone),
+    #: and the whole decode 1.06x to 1.12x (docs/performance.md, "Eighth session")
+    HIDDEN_CHANNELS = 128
+
+    def __init__(self, tokens: int | None, cap_hidden: bool = False) -> None:
         self.tokens = tokens
+        #: whether MLP bands shrink with their hidden width (:attr:`HIDDEN_CHANNELS`; the CPU policy)
+        self.cap_hidden = cap_hidden
 
     def applies(self, x: torch.Tensor) -> bool:
         return self.tokens is not None and not torch.is_grad_enabled() and x.numel() // x.shape[-1] > self.tokens
@@ -92,14 +101,18 @@ class RowBands:
             x[:, band] += fn(x[:, band], None if valid is None else valid[band])
         return x
 
-    def residual(self, fn, x: torch.Tensor, halo: int) -> torch.Tensor:
-        """``x + fn(x)``; banded: added in place band by band (a band's context rows above it are
-        read from a copy kept before the previous band was updated)."""
+    def residual(self, fn, x: torch.Tensor, halo: int, hidden: int = 0) -> torch.Tensor:
+        """``x + fn(x)`` for an MLP ``fn`` with ``hidden`` hidden channels; banded: added in place
+        band by band (a band's context rows above it are read from a copy kept before the previous
+        band was updated), bands of fewer rows for wide MLPs with ``cap_hidden``."""
         if not self.applies(x):
             return x + fn(x)
         H = x.shape[1]
+        bands = self
+        if self.cap_hidden and hidden > self.HIDDEN_CHANNELS:
+            bands = RowBands(max(1, self.tokens * self.HIDDEN_CHANNELS // hidden))
         above = None  # the `halo` rows above the current band, as they were before the update
-        for band in self.bands(x):
+        for band in bands.bands(x):
             a, b = max(0, band.start - halo), min(H, band.stop + halo)
             src = x[:, band.start : b] if above is None or a == band.start else torch.cat([above, x[:, band.start : b]], 1)
             delta = fn(src, crop=(band.start - a, b - band.stop))  # (B, rows, W, C)

@@ -142,7 +142,7 @@ class _Stage(nn.Module):
         for blk in self.blocks:  # blk(x, valid), with both residuals under the memory policy
             if blk.attn_delta is not None:  # super-windows are m rows high: bands of whole ones
                 x = bands.attention(blk.attn_delta, x, valid, m)  # (B, Hp, Wp, C)
-            x = bands.residual(blk.mlp_delta, x, blk.mlp.halo)  # (B, Hp, Wp, C)
+            x = bands.residual(blk.mlp_delta, x, blk.mlp.halo, blk.mlp.fc1.out_features)  # (B, Hp, Wp, C)
         return x if valid is None else crop(x, 0, H, 0, W)  # (B, H, W, C)
 
 
@@ -171,9 +171,10 @@ class _RgbHead(nn.Module):
 class HiTDecoder(nn.Module):
     """HiT decoder for VQGAN latents. See the module docstring and :class:`HiTDecoderConfig`."""
 
-    #: default row band on a CPU (tokens): an MLP band's hidden layer (2 MB at 64 channels) stays in
-    #: cache, which ran a 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread,
-    #: with bit-identical output (see docs/performance.md)
+    #: default row band on a CPU (tokens): an MLP band's hidden layer (4 MiB at 128 hidden channels;
+    #: wider MLPs run in fewer rows, :attr:`RowBands.HIDDEN_CHANNELS`) stays in cache, which ran a
+    #: 256² MLP stage about 1.6x faster than whole-image tensors on one CPU thread, with
+    #: bit-identical output (see docs/performance.md)
     DEFAULT_CHUNK_TOKENS = 8192
     #: default row band on other devices (GPUs), where bands only bound memory: a 1024² image at
     #: batch 1 decodes whole (hit-8m-f16's peak there: 1.3 GB in bf16, about the CNN's 1.3 GB) and
@@ -308,7 +309,8 @@ class HiTDecoder(nn.Module):
     def decode_large(self, z: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
         """The memory policy, in one place: decode ``z`` without autograd with bounded
         intermediates. Per-token work runs in row bands of about ``chunk_tokens`` tokens (default
-        :meth:`chunk_tokens_for` the latent's device); a grid wider than high whose rows alone exceed 32 bands is
+        :meth:`chunk_tokens_for` the latent's device; on a CPU, MLPs wider than 128 hidden channels
+        in proportionally fewer tokens); a grid wider than high whose rows alone exceed 32 bands is
         decoded in exact column tiles of about 8 bands (the row bands cannot split a grid only a
         few codes high),
         so a 1 x 100000 grid costs what a square grid of the same area costs. The image equals the
@@ -316,7 +318,7 @@ class HiTDecoder(nn.Module):
         from .tiling import decode_tiled, hit_tile_geometry
 
         chunk = int(chunk_tokens or self.chunk_tokens_for(z.device))
-        bands = RowBands(chunk)
+        bands = RowBands(chunk, cap_hidden=z.device.type == "cpu")
         B, _, h, w = z.shape
         f = self.config.downsample_factor
         tile_tokens = 8 * chunk  # column tiles: wide enough that the tiles' shared margins cost little

@@ -217,9 +217,12 @@ def window_gather(x: torch.Tensor, n: int, before: int, after: int) -> tuple[tor
     ``(h', w', n*n)`` mask of in-grid entries. Entry ``e`` sits at offset ``(e // n, e % n)``.
     """
     B, h, w, C = x.shape
-    xp = F.pad(x.permute(0, 3, 1, 2), (before, after, before, after))  # (B, C, h+pad, w+pad)
     ho, wo = h + before + after - n + 1, w + before + after - n + 1
-    cols = F.unfold(xp, kernel_size=n).view(B, C, n * n, ho, wo).permute(0, 3, 4, 2, 1)  # (B, h', w', n*n, C)
+    xp = F.pad(x, (0, 0, before, after, before, after))  # (B, h+pad, w+pad, C)
+    # one copy, channels innermost: the windows of the padded grid as a view (B, h', w', C, n, n),
+    # then laid out (B, h', w', n, n, C) (the attention's expansions of these rows then copy whole
+    # runs of channels; F.unfold's layout, channels outermost, made them a strided gather)
+    cols = xp.unfold(1, n, 1).unfold(2, n, 1).permute(0, 1, 2, 4, 5, 3).reshape(B, ho, wo, n * n, C)
     ones = F.pad(x.new_ones(1, 1, h, w), (before, after, before, after))
     valid = F.unfold(ones, kernel_size=n).view(n * n, ho, wo).permute(1, 2, 0) > 0.5  # (h', w', n*n)
     return cols, valid

@@ -314,6 +314,35 @@ def test_band_policy_follows_the_latents_device():
     assert len(on_meta) == 1 and len(on_cpu) > 1, (on_meta, on_cpu)  # one call on the whole grid; bands
 
 
+def test_wide_mlps_run_in_fewer_rows_on_the_cpu_with_the_same_image():
+    """On a CPU an MLP with more than ``RowBands.HIDDEN_CHANNELS`` hidden channels runs in bands of
+    proportionally fewer rows (cache-sized hidden layers); the image is bit-identical to the whole
+    decode and to bands without that cap. The rows the last stage's MLP saw, by hook."""
+    from hit_decoder.bands import RowBands
+    from hit_decoder.decoder import WHOLE
+
+    dec = tiny(channels=(32, 64, 64), depths=(1, 1, 1), heads=(2, 2, 2), num_attention_stages=1,
+               block_size=(2,), dilation_grid=(2,)).eval()  # last stage: 64 channels, 256 hidden
+    mlp = dec.stages[-1].blocks[0].mlp
+    assert mlp.fc1.out_features == 2 * RowBands.HIDDEN_CHANNELS
+    z = torch.randn(1, 8, 12, 12, generator=torch.Generator().manual_seed(1))
+    rows = []
+    hook = mlp.register_forward_hook(lambda mod, args, out: rows.append(out.shape[1]))
+    try:
+        with torch.no_grad():
+            capped = dec._decode(z, RowBands(48 * 8, cap_hidden=True))
+            capped_rows, rows[:] = list(rows), []
+            plain = dec._decode(z, RowBands(48 * 8))
+            plain_rows = list(rows)
+            whole = dec._decode(z, WHOLE)
+            rows[:] = []
+            via_forward = dec.decode_large(z, 48 * 8)  # the decoder's own policy for a CPU latent
+    finally:
+        hook.remove()
+    assert plain_rows == [8] * 6 and capped_rows == rows == [4] * 12, (plain_rows, capped_rows, rows)  # 48 wide
+    assert torch.equal(capped, whole) and torch.equal(plain, whole) and torch.equal(via_forward, whole)
+
+
 @pytest.mark.parametrize("name", list_decoders())
 def test_every_parameter_of_every_preset_gets_a_gradient(name):
     dec = create_decoder(name)
