@@ -37,6 +37,10 @@ class RowBands:
     #: per token than 4096-token bands (its linear layers and depthwise convolution, timed alone),
     #: and the whole decode 1.06x to 1.12x (docs/performance.md, "Eighth session")
     HIDDEN_CHANNELS = 128
+    #: ... but never in bands of fewer than this many rows (where the plain band has more): each band
+    #: recomputes its first linear layer and depthwise convolution on one context row above and one
+    #: below, 2 / rows extra work (4-row bands at 1024 px wide were slower per token than 8-row ones)
+    MIN_ROWS = 8
 
     def __init__(self, tokens: int | None, cap_hidden: bool = False) -> None:
         self.tokens = tokens
@@ -110,7 +114,9 @@ class RowBands:
         H = x.shape[1]
         bands = self
         if self.cap_hidden and hidden > self.HIDDEN_CHANNELS:
-            bands = RowBands(max(1, self.tokens * self.HIDDEN_CHANNELS // hidden))
+            row = x.shape[0] * x.shape[2]  # tokens per row (batch included)
+            capped = max(self.tokens * self.HIDDEN_CHANNELS // hidden, self.MIN_ROWS * row)
+            bands = RowBands(min(self.tokens, capped))
         above = None  # the `halo` rows above the current band, as they were before the update
         for band in bands.bands(x):
             a, b = max(0, band.start - halo), min(H, band.stop + halo)

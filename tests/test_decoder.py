@@ -316,8 +316,9 @@ def test_band_policy_follows_the_latents_device():
 
 def test_wide_mlps_run_in_fewer_rows_on_the_cpu_with_the_same_image():
     """On a CPU an MLP with more than ``RowBands.HIDDEN_CHANNELS`` hidden channels runs in bands of
-    proportionally fewer rows (cache-sized hidden layers); the image is bit-identical to the whole
-    decode and to bands without that cap. The rows the last stage's MLP saw, by hook."""
+    proportionally fewer rows (cache-sized hidden layers), but not fewer than ``MIN_ROWS``; the
+    image is bit-identical to the whole decode and to bands without that cap. The rows the last
+    stage's MLP saw, by hook."""
     from hit_decoder.bands import RowBands
     from hit_decoder.decoder import WHOLE
 
@@ -326,21 +327,29 @@ def test_wide_mlps_run_in_fewer_rows_on_the_cpu_with_the_same_image():
     mlp = dec.stages[-1].blocks[0].mlp
     assert mlp.fc1.out_features == 2 * RowBands.HIDDEN_CHANNELS
     z = torch.randn(1, 8, 12, 12, generator=torch.Generator().manual_seed(1))
+    assert RowBands.MIN_ROWS == 8
     rows = []
     hook = mlp.register_forward_hook(lambda mod, args, out: rows.append(out.shape[1]))
-    try:
+
+    def decode(bands):
+        rows.clear()
         with torch.no_grad():
-            capped = dec._decode(z, RowBands(48 * 8, cap_hidden=True))
-            capped_rows, rows[:] = list(rows), []
-            plain = dec._decode(z, RowBands(48 * 8))
-            plain_rows = list(rows)
-            whole = dec._decode(z, WHOLE)
-            rows[:] = []
-            via_forward = dec.decode_large(z, 48 * 8)  # the decoder's own policy for a CPU latent
+            return dec._decode(z, bands), list(rows)
+
+    try:  # the last stage is 48 x 48 tokens
+        whole, _ = decode(WHOLE)
+        for band_rows, plain_rows, capped_rows in [(32, [32, 16], [16] * 3),  # halved
+                                                   (12, [12] * 4, [8] * 6)]:  # halved, then MIN_ROWS
+            plain, seen_plain = decode(RowBands(48 * band_rows))
+            capped, seen_capped = decode(RowBands(48 * band_rows, cap_hidden=True))
+            assert (seen_plain, seen_capped) == (plain_rows, capped_rows), (band_rows, seen_plain, seen_capped)
+            assert torch.equal(capped, whole) and torch.equal(plain, whole)
+        rows.clear()
+        with torch.no_grad():
+            via_forward = dec.decode_large(z, 48 * 32)  # the decoder's own policy for a CPU latent
+        assert rows == [16] * 3 and torch.equal(via_forward, whole), rows
     finally:
         hook.remove()
-    assert plain_rows == [8] * 6 and capped_rows == rows == [4] * 12, (plain_rows, capped_rows, rows)  # 48 wide
-    assert torch.equal(capped, whole) and torch.equal(plain, whole) and torch.equal(via_forward, whole)
 
 
 @pytest.mark.parametrize("name", list_decoders())
