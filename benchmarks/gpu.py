@@ -301,11 +301,12 @@ def run(args) -> None:
 
 
 # ----------------------------------------------------------------------------- rendering
-def _ratios(by: dict, hit: str, cnn: str, batch: int, hit_mode: str, cnn_mode: str) -> str | None:
-    got = []
-    for size in (256, 512, 1024):
-        h, c = by.get((hit, hit_mode, size, batch)), by.get((cnn, cnn_mode, size, batch))
-        got.append(f"{c['seconds'] / h['seconds']:.2f}×" if h and c else "–")
+SIZES = (256, 512, 1024)
+
+
+def _ratios(pairs: list) -> str | None:
+    """CNN seconds over HiT seconds per size of :data:`SIZES`, from its ``(hit row, cnn row)`` pairs."""
+    got = [f"{c['seconds'] / h['seconds']:.2f}×" if h and c else "–" for h, c in pairs]
     return None if set(got) == {"–"} else " / ".join(got)
 
 
@@ -327,16 +328,13 @@ def headline(runs: list[list[dict]]) -> list[str]:
     parts = []
     for hit in ("hit-8m-f16", "hit-m"):
         cnn = "cnn-f8" if hit in QUALITY_ARMS else CNN_NAME
-        e = _ratios(eager, hit, cnn, 1, "bf16-whole", "bf16")
+        e = _ratios([(eager.get((hit, "bf16-whole", s, 1)), eager.get((cnn, "bf16", s, 1))) for s in SIZES])
         if e:
             parts.append(f"{hit} vs {cnn}, eager bf16 (HiT whole), batch 1: {e}")
         for batch in (1, 16):
-            best = []
-            for size in (256, 512, 1024):
-                h, c = _best(comp, hit, size, batch), _best(comp, cnn, size, batch)
-                best.append(f"{c['seconds'] / h['seconds']:.2f}×" if h and c else "–")
-            if set(best) != {"–"}:
-                parts.append(f"{hit} vs {cnn}, best bf16 runner with best, batch {batch}: {' / '.join(best)}")
+            best = _ratios([(_best(comp, hit, s, batch), _best(comp, cnn, s, batch)) for s in SIZES])
+            if best:
+                parts.append(f"{hit} vs {cnn}, best bf16 runner with best, batch {batch}: {best}")
     if parts:
         out.append("Result (at 256² / 512² / 1024²; above 1× the HiT decoder is faster): " + "; ".join(parts) + ".")
     return out
@@ -458,7 +456,7 @@ def render(runs: list[list[dict]], names: list[str] | None = None) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--models", nargs="+", default=[CNN_NAME, *list_decoders(), "cnn-f8", "hit-m"])
     ap.add_argument("--compile-models", nargs="+", default=["hit-8m-f16", CNN_NAME, "hit-m", "cnn-f8"])

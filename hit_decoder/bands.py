@@ -50,13 +50,14 @@ class RowBands:
     def applies(self, x: torch.Tensor) -> bool:
         return self.tokens is not None and not torch.is_grad_enabled() and x.numel() // x.shape[-1] > self.tokens
 
-    def height(self, x: torch.Tensor, unit: int = 1) -> int:
-        """Rows per band of ``x (B, H, W, C)``: about ``tokens`` tokens, a multiple of ``unit``."""
+    def height(self, x: torch.Tensor, unit: int = 1, tokens: int | None = None) -> int:
+        """Rows per band of ``x (B, H, W, C)``: about ``tokens`` tokens (default :attr:`tokens`), a
+        multiple of ``unit``."""
         B, _, W, _ = x.shape
-        return max(unit, (self.tokens // max(1, B * W * unit)) * unit)
+        return max(unit, ((tokens or self.tokens) // max(1, B * W * unit)) * unit)
 
-    def bands(self, x: torch.Tensor, unit: int = 1) -> list[slice]:
-        H, rows = x.shape[1], self.height(x, unit)
+    def bands(self, x: torch.Tensor, unit: int = 1, tokens: int | None = None) -> list[slice]:
+        H, rows = x.shape[1], self.height(x, unit, tokens)
         return [slice(r, min(r + rows, H)) for r in range(0, H, rows)]
 
     def map(self, fn, x: torch.Tensor, out_dim: int, halo: int = 0) -> torch.Tensor:
@@ -111,14 +112,12 @@ class RowBands:
         band was updated), bands of fewer rows for wide MLPs with ``cap_hidden``."""
         if not self.applies(x):
             return x + fn(x)
-        H = x.shape[1]
-        bands = self
-        if self.cap_hidden and hidden > self.HIDDEN_CHANNELS:
-            row = x.shape[0] * x.shape[2]  # tokens per row (batch included)
-            capped = max(self.tokens * self.HIDDEN_CHANNELS // hidden, self.MIN_ROWS * row)
-            bands = RowBands(min(self.tokens, capped))
+        H, tokens = x.shape[1], self.tokens
+        if self.cap_hidden and hidden > self.HIDDEN_CHANNELS:  # row = tokens per row, batch included
+            row = x.shape[0] * x.shape[2]
+            tokens = min(tokens, max(tokens * self.HIDDEN_CHANNELS // hidden, self.MIN_ROWS * row))
         above = None  # the `halo` rows above the current band, as they were before the update
-        for band in bands.bands(x):
+        for band in self.bands(x, tokens=tokens):
             a, b = max(0, band.start - halo), min(H, band.stop + halo)
             src = x[:, band.start : b] if above is None or a == band.start else torch.cat([above, x[:, band.start : b]], 1)
             delta = fn(src, crop=(band.start - a, b - band.stop))  # (B, rows, W, C)

@@ -218,13 +218,11 @@ def window_gather(x: torch.Tensor, n: int, before: int, after: int) -> tuple[tor
     """
     B, h, w, C = x.shape
     ho, wo = h + before + after - n + 1, w + before + after - n + 1
-    xp = F.pad(x, (0, 0, before, after, before, after))  # (B, h+pad, w+pad, C)
-    # one copy, channels innermost: the windows of the padded grid as a view (B, h', w', C, n, n),
-    # then laid out (B, h', w', n, n, C) (the attention's expansions of these rows then copy whole
-    # runs of channels; F.unfold's layout, channels outermost, made them a strided gather)
-    cols = xp.unfold(1, n, 1).unfold(2, n, 1).permute(0, 1, 2, 4, 5, 3).reshape(B, ho, wo, n * n, C)
-    ones = F.pad(x.new_ones(1, 1, h, w), (before, after, before, after))
-    valid = F.unfold(ones, kernel_size=n).view(n * n, ho, wo).permute(1, 2, 0) > 0.5  # (h', w', n*n)
+    pad = (0, 0, before, after, before, after)
+    # windows as a view (B, h', w', n, n, C), then one copy with channels innermost (unlike F.unfold's)
+    windows = lambda t: t.unfold(1, n, 1).unfold(2, n, 1).permute(0, 1, 2, 4, 5, 3)
+    cols = windows(F.pad(x, pad)).reshape(B, ho, wo, n * n, C)
+    valid = windows(F.pad(x.new_ones(1, h, w, 1), pad)).reshape(ho, wo, n * n) > 0.5  # (h', w', n*n)
     return cols, valid
 
 
