@@ -15,9 +15,13 @@ same architecture, and the table says which). Modes, each in the same run: ``fp3
 ``.to(torch.bfloat16)``) where the CPU has bf16 matrix units (AMX-BF16 / AVX512-BF16; ``--bf16``
 forces it). Batch 1, ``torch.inference_mode``;
 seconds are medians of decodes interleaved over every model and mode (per size and repeat), after
-warm-ups. GFLOP/s is the decode's FLOPs (:mod:`torch.utils.flop_counter`) over its time, and its
-fraction of the matmul peak measured in the same run (a 2048² matmul in the same precision, same
-threads). Peak memory: the rise of the process's peak RSS during one fp32 eager decode in a fresh
+warm-ups. A speed ratio is paired: each round (one decode of every model and mode) gives one ratio
+of a CNN's seconds to a HiT decoder's, and the table reports the median of those per-round ratios
+with their range, so that the VM's slow drifts between rounds (the HiT decoders are more
+memory-bound than the CNNs, and other tenants' load moves them more) do not enter the ratio.
+GFLOP/s is the decode's FLOPs (:mod:`torch.utils.flop_counter`) over its time, and its fraction
+of the matmul peak measured in the same run (a 2048² matmul in the same precision, same threads).
+Peak memory: the rise of the process's peak RSS during one fp32 eager decode in a fresh
 subprocess.
 """
 
@@ -107,8 +111,12 @@ def run(args) -> dict:
                 r(inputs[k])
                 if k[1] == "fp32-compiled":
                     compile_s.setdefault(k[0], time.perf_counter() - t0)
+            # a round runs every model in one mode before the next mode: a HiT decoder's fp32 eager
+            # decode sits among the CNNs' fp32 eager decodes it is compared with
+            order = sorted(runners, key=lambda k: modes.index(k[1]))
             for _ in range(args.repeats):
-                for k, r in runners.items():
+                for k in order:
+                    r = runners[k]
                     t0 = time.perf_counter()
                     r(inputs[k])
                     times[k].append(time.perf_counter() - t0)
@@ -119,21 +127,33 @@ def run(args) -> dict:
             row = dict(model=name, mode=mode, size=size, params_m=sum(p.numel() for p in models[name].parameters()) / 1e6,
                        gflops=flops[name] / 1e9, seconds=secs, gflops_per_s=flops[name] / 1e9 / secs,
                        peak_fraction=flops[name] / 1e9 / secs / peak["bf16" if mode == "bf16" else "fp32"],
-                       peak_mem_mb=mem, weights=weights[name])
+                       peak_mem_mb=mem, weights=weights[name], times=ts)
             print(json.dumps(row), flush=True)
             rows.append(row)
     return {"rows": rows, "peak": peak, "modes": modes, "compile_s": compile_s, "bf16_units": has_bf16_units()}
+
+
+def paired(cnn: dict, hit: dict) -> tuple[float, float, float]:
+    """Median, lowest and highest of the per-round ratios ``cnn seconds / hit seconds`` (round ``i``
+    of one row against round ``i`` of the other: decodes of the same round ran minutes apart at most)."""
+    ratios = [c / h for c, h in zip(cnn["times"], hit["times"], strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def markdown(res: dict) -> list[str]:
     rows = res["rows"]
     by = {(r["model"], r["mode"], r["size"]): r for r in rows}
     ref = lambda r: "cnn-f8" if r["model"] in QUALITY_ARMS else CNN_NAME
-    lines = ["| decoder | mode | output | params (M) | GFLOPs | s / image | speed vs its CNN, same mode | GFLOP/s | "
+    lines = ["| decoder | mode | output | params (M) | GFLOPs | s / image | speed vs its CNN, same mode [range] | GFLOP/s | "
              "of matmul peak | peak MB | weights |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         c = by.get((ref(r), r["mode"], r["size"]))
-        speed = f"{c['seconds'] / r['seconds']:.2f}×" if c else "–"
+        speed = "–"
+        if c and c is not r:
+            x, lo, hi = paired(c, r)
+            speed = f"{x:.2f}× [{lo:.2f}, {hi:.2f}]"
+        elif c:
+            speed = "1.00×"
         mem = f"{r['peak_mem_mb']:.0f}" if r["peak_mem_mb"] is not None else "–"
         lines.append(f"| {r['model']} | {r['mode']} | {r['size']}² | {r['params_m']:.2f} | {r['gflops']:.1f} | "
                      f"{r['seconds']:.3f} | {speed} | {r['gflops_per_s']:.1f} | {100 * r['peak_fraction']:.0f}% | {mem} | "
@@ -147,9 +167,9 @@ def targets(res: dict) -> list[str]:
     for size in sorted({r["size"] for r in res["rows"]}):
         h, c = by.get(("hit-8m-f16", "fp32", size)), by.get((CNN_NAME, "fp32", size))
         if h and c:
-            x = c["seconds"] / h["seconds"]
-            out.append(f"- hit-8m-f16 vs taming CNN f16, fp32 eager, {size}²: {x:.1f}× (target >= 10×): "
-                       f"{'met' if x >= 10 else 'NOT met'}")
+            x, lo, hi = paired(c, h)
+            out.append(f"- hit-8m-f16 vs taming CNN f16, fp32 eager, {size}²: {x:.1f}× (target >= 10×; "
+                       f"rounds {lo:.1f}× to {hi:.1f}×): {'met' if x >= 10 else 'NOT met'}")
             if size == 256:
                 f = h["gflops"] / c["gflops"]
                 out.append(f"- FLOPs at 256²: {f:.3f} of the CNN's (target <= 0.125): {'met' if f <= 0.125 else 'NOT met'}")
@@ -159,25 +179,25 @@ def targets(res: dict) -> list[str]:
                            f"{'met' if m <= 0.25 else 'NOT met'}")
         h, c = by.get(("hit-m", "fp32", size)), by.get(("cnn-f8", "fp32", size))
         if h and c and size in (256, 512):
-            x = c["seconds"] / h["seconds"]
+            x, lo, hi = paired(c, h)
             out.append(f"- hit-m vs its CNN arm (f8, {h['weights'].split(' ')[0]} weights), fp32 eager, {size}²: {x:.1f}× "
-                       f"(target >= 3×): {'met' if x >= 3 else 'NOT met'}")
+                       f"(target >= 3×; rounds {lo:.1f}× to {hi:.1f}×): {'met' if x >= 3 else 'NOT met'}")
         h, hb = by.get(("hit-8m-f16", "fp32", size)), by.get(("hit-8m-f16", "bf16", size))
         cb = by.get((CNN_NAME, "bf16", size))
         if h and hb:
-            out.append(f"- hit-8m-f16 bf16 vs fp32, {size}²: {h['seconds'] / hb['seconds']:.2f}× (target >= 1.8×)")
+            out.append(f"- hit-8m-f16 bf16 vs fp32, {size}²: {paired(h, hb)[0]:.2f}× (target >= 1.8×)")
         if hb and cb:
-            out.append(f"- hit-8m-f16 bf16 vs CNN bf16, {size}²: {cb['seconds'] / hb['seconds']:.1f}× (target >= 10×)")
+            out.append(f"- hit-8m-f16 bf16 vs CNN bf16, {size}²: {paired(cb, hb)[0]:.1f}× (target >= 10×)")
         for hit, cnn in (("hit-8m-f16", CNN_NAME), ("hit-m", "cnn-f8")):
             hc, cc = by.get((hit, "fp32-compiled", size)), by.get((cnn, "fp32-compiled", size))
             he = by.get((hit, "fp32", size))
             if he and hc:
-                out.append(f"- {hit} compiled vs eager, {size}²: {he['seconds'] / hc['seconds']:.2f}×")
+                out.append(f"- {hit} compiled vs eager, {size}²: {paired(he, hc)[0]:.2f}×")
             bh, bc = (min((r for r in res["rows"] if r["model"] == name and r["size"] == size),
                           key=lambda r: r["seconds"], default=None) for name in (hit, cnn))
             if hc and cc and bh and bc:  # best with best: each decoder in its fastest mode of this run
                 out.append(f"- {hit} in its fastest mode ({bh['mode']}) vs {cnn} in its fastest ({bc['mode']}), {size}²: "
-                           f"{bc['seconds'] / bh['seconds']:.1f}×")
+                           f"{paired(bc, bh)[0]:.1f}×")
     if not res["bf16_units"]:
         out.append("- bf16 rows: not measured — this CPU has no bf16 matrix units (no amx_bf16 / avx512_bf16 in its "
                    "flags); bf16 here would only emulate and says nothing about bf16 hardware")
@@ -215,7 +235,8 @@ def main() -> int:
         "protocol). Batch 1, inference mode;",
         "seconds are medians of decodes interleaved across every model and mode. Speed is against a CNN in the same",
         "mode at the same output size: for the quality benchmark's HiT arms its CNN arm `cnn-f8`, for every other",
-        "decoder taming's ImageNet f16 decoder.",
+        "decoder taming's ImageNet f16 decoder; it is the median of per-round ratios (one decode of every model and",
+        "mode per round), with the lowest and highest round in brackets.",
         f"Compile time (first compiled call, smallest size): {compile_s or 'not measured'}.",
         "This table is the CPU's; GPU timings are in the GPU section (`benchmarks/gpu.py`).",
         "",
