@@ -392,8 +392,8 @@ class Mlp(nn.Module):
         h = self.fc1(x)  # (B, H, W, hidden)
         if self.dwconv is not None:
             h = self.dwconv(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (B, H, W, hidden)
-        h = F.gelu(h)  # before the crop: on a contiguous tensor (a strided one takes GELU's
-        # scalar path, whose last bits differ, and banded decoding would not equal the whole)
+        # before the crop: contiguous (GELU's scalar path for strided ones rounds otherwise); in place without autograd
+        h = F.gelu(h) if torch.is_grad_enabled() else torch.ops.aten.gelu_(h)
         top, bottom = crop
         if top or bottom:
             h = h[:, top : h.shape[1] - bottom]  # (B, H', W, hidden)
