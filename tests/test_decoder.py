@@ -12,6 +12,7 @@ from hit_decoder import HiTDecoder, HiTDecoderConfig, create_decoder, list_decod
 from hit_decoder.flops import count_flops
 from hit_decoder.layers import (
     LatentCrossAttention,
+    Mlp,
     MultiAxisAttention,
     block_partition,
     block_unpartition,
@@ -242,6 +243,42 @@ def test_no_mode_dependent_layers_and_batch_independence():
             torch.testing.assert_close(dec(z2)[1], a[0], rtol=1e-5, atol=1e-5)
         dec.train()
         torch.testing.assert_close(dec(z), a, rtol=0, atol=0)  # eval output == train output
+
+
+@pytest.mark.parametrize("mlp_conv", [False, True])
+def test_inference_path_equals_the_autograd_path_bit_for_bit(mlp_conv):
+    """Without autograd the MLPs apply GELU in place (no second hidden-size buffer); with autograd
+    they keep the out-of-place GELU that backward needs. Both give the same bits, on a grid small
+    enough that neither decode runs in bands; the in-place path really ran (hook on ``fc2``: its
+    input is the tensor ``fc1`` or the convolution wrote)."""
+    dec = tiny(mlp_conv=mlp_conv).eval()
+    z = torch.randn(2, 8, 3, 4, generator=torch.Generator().manual_seed(1))
+    assert 2 * 3 * 4 * 16 <= dec.chunk_tokens_for(z.device)  # whole tensors both times
+    seen, before_gelu = [], {}
+
+    def remember(mlp):  # the storage of what GELU is given
+        return lambda mod, args, out: before_gelu.__setitem__(mlp, out.untyped_storage().data_ptr())
+
+    def compare(mlp):  # does fc2 read that storage (GELU wrote into it) or another one?
+        return lambda mod, args: seen.append(args[0].untyped_storage().data_ptr() == before_gelu[mlp])
+
+    hooks = []
+    for m in dec.modules():
+        if isinstance(m, Mlp):
+            hooks.append((m.dwconv if m.dwconv is not None else m.fc1).register_forward_hook(remember(m)))
+            hooks.append(m.fc2.register_forward_pre_hook(compare(m)))
+    try:
+        with torch.no_grad():
+            fast = dec(z)
+        assert seen and all(seen), seen  # in place: fc2 reads the buffer GELU overwrote
+        seen.clear()
+        with torch.enable_grad():
+            plain = dec(z)
+        assert seen and not any(seen), seen  # out of place under autograd
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.equal(fast, plain.detach())
 
 
 def _mlp_inputs(dec: HiTDecoder, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
