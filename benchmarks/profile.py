@@ -41,10 +41,12 @@ OP_CLASSES = [
     ("convolution", r"conv|im2col|col2im"),
     ("upsampling", r"upsample|interpolate|pixel_shuffle"),
     ("layout copies", r"^aten::(copy_|clone|contiguous|cat|constant_pad_nd|_unsafe_view|reshape|unfold|index|"
-                      r"index_select|gather|as_strided_|_to_copy|to|fill_|zero_|zeros|empty_like|repeat|expand_as|"
+                      r"index_select|gather|as_strided_|_to_copy|to|fill_|zero_|zeros|new_zeros|new_ones|new_full|pad|"
+                      r"empty_like|repeat|expand_as|"
                       r"narrow_copy|stack|split_with_sizes_copy|unsafe_split)$"),
-    ("elementwise", r"^aten::(add_?|mul_?|sub_?|div_?|gelu|where|masked_fill_?|exp|log|clamp.*|neg|rsub|pow|sqrt|"
-                    r"rsqrt|tanh|sigmoid|silu|abs|maximum|minimum|bitwise.*|logical.*|eq|ne|lt|gt|le|ge|sum|mean)$"),
+    ("elementwise", r"^aten::(add_?|mul_?|sub_?|div_?|gelu_?|where|masked_fill_?|exp|log|clamp.*|neg|rsub|pow|sqrt|"
+                    r"rsqrt|tanh|sigmoid|silu|abs|maximum|minimum|bitwise.*|logical.*|__and__|__or__|__invert__|eq|ne|lt|"
+                    r"gt|le|ge|sum|mean|amax|amin)$"),
 ]
 CLASS_ORDER = ["matmul", "attention", "normalisation", "elementwise", "layout copies", "convolution", "upsampling",
                "other"]
