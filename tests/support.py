@@ -133,3 +133,21 @@ def write_tiny_prior(make_vq, folder: Path, **edit) -> Path:
     for key, value in edit.items():
         info[key] = value(info[key]) if callable(value) else value
     return save_prior(build_prior(vq, gpt, info["conditioning"]), folder / "prior.safetensors", info)
+
+
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` as a module (named ``benchmark_<name>``: ``profile.py`` would shadow
+    the standard library's ``profile``), with ``benchmarks/`` on the path while it imports its sibling
+    ``benchmarking``."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(folder))

@@ -4,24 +4,9 @@ target lines keep the form ``benchmarks/summary.py`` reads."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _decoder_benchmark():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # decoder.py imports its sibling `benchmarking`
-    try:
-        spec = importlib.util.spec_from_file_location("decoder_benchmark", ROOT / "benchmarks" / "decoder.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+from support import benchmark_script
 
 
 def _row(model: str, times: list[float], size: int = 256) -> dict:
@@ -30,7 +15,7 @@ def _row(model: str, times: list[float], size: int = 256) -> dict:
 
 
 def test_speed_is_the_median_of_per_round_ratios():
-    bench = _decoder_benchmark()
+    bench = benchmark_script("decoder")
     # the machine slows down in round 2 for both decoders alike: per round the HiT decoder is 10x faster
     cnn = _row(bench.CNN_NAME, [1.0, 3.0, 1.1])
     hit = _row("hit-8m-f16", [0.1, 0.3, 0.11])

@@ -3,30 +3,14 @@ it does not know (a new in-place variant, say) would land in "other" and hide fr
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _profile_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # profile.py imports its sibling `benchmarking`
-    try:
-        spec = importlib.util.spec_from_file_location("benchmark_profile", ROOT / "benchmarks" / "profile.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+from support import benchmark_script
 
 
 def test_every_costly_op_of_a_decode_has_an_op_class():
-    prof = _profile_module()
+    prof = benchmark_script("profile")
     torch.manual_seed(0)
     cfg = HiTDecoderConfig(z_channels=8, channels=(32, 16, 16), depths=(1, 1, 1), heads=(2, 2, 2),
                            num_attention_stages=2, block_size=(2, 2), dilation_grid=(2, 2), mlp_conv=True)
