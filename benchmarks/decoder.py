@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -204,6 +205,18 @@ def targets(res: dict) -> list[str]:
     return out
 
 
+#: environment variables that change how fast every decoder runs on a CPU (docs/performance.md, "Ninth
+#: session": page faults cost 8% to 20% of a decode with glibc's defaults)
+ALLOCATOR_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_ARENA_MAX", "THP_MEM_ALLOC_ENABLE",
+                       "LD_PRELOAD")
+
+
+def allocator_settings() -> str:
+    """The allocator variables this run saw, or "defaults" (glibc malloc, no transparent huge pages asked for)."""
+    seen = [f"{k}={os.environ[k]}" for k in ALLOCATOR_VARIABLES if os.environ.get(k)]
+    return ", ".join(seen) or "defaults"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
@@ -227,7 +240,8 @@ def main() -> int:
     compile_s = ", ".join(f"{k} {v:.0f} s" for k, v in res["compile_s"].items())
     env = (f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads; flags seen: "
            f"{', '.join(cpu_flags()) or 'n/a'}; torch {torch.__version__}; python {platform.python_version()}; "
-           f"measured 2048² matmul peak: {peak}; run took {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d')}")
+           f"measured 2048² matmul peak: {peak}; allocator settings: {allocator_settings()}; "
+           f"run took {time.time() - t0:.0f} s on {time.strftime('%Y-%m-%d')}")
     body = "\n".join([
         "## Decoder: CNN decoders vs HiT decoders (fp32 eager, fp32 compiled, bf16)",
         "",

@@ -33,3 +33,13 @@ def test_speed_is_the_median_of_per_round_ratios():
     lines = bench.targets(res)
     assert lines[0].startswith("- hit-8m-f16 vs taming CNN f16, fp32 eager, 256²: 15.0× (target >= 10×; rounds 3.3× to 20.0×)")
     assert lines[0].endswith(": met") and "(target" in lines[0]  # what benchmarks/summary.py picks up
+
+
+def test_the_environment_line_names_allocator_settings(monkeypatch):
+    bench = benchmark_script("decoder")
+    for name in bench.ALLOCATOR_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert bench.allocator_settings() == "defaults"
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "33554432")
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
+    assert bench.allocator_settings() == "MALLOC_MMAP_THRESHOLD_=33554432, THP_MEM_ALLOC_ENABLE=1"
