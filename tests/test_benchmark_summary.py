@@ -3,21 +3,15 @@ a README whose block is stale relative to BENCHMARKS.md fails here."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
+
+from support import benchmark_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _summary_module():
-    spec = importlib.util.spec_from_file_location("benchmark_summary", ROOT / "benchmarks" / "summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_readme_benchmark_summary_is_generated_from_benchmarks_md():
-    s = _summary_module()
+    s = benchmark_script("summary")
     block = s.readme_block((ROOT / "README.md").read_text())
     assert block is not None, "README.md has no <!-- benchmark-summary:begin/end --> block"
     assert block == s.summary((ROOT / "BENCHMARKS.md").read_text()).strip(), (
@@ -25,7 +19,7 @@ def test_readme_benchmark_summary_is_generated_from_benchmarks_md():
 
 
 def test_summary_is_one_table_of_each_sections_verdict_as_stated():
-    s = _summary_module()
+    s = benchmark_script("summary")
     md = ("# Benchmarks\n\n<!-- quality:begin -->\n## Q\n\n| decoder | PSNR (dB) |\n|---|---|\n| hit | 21.50 |\n\n"
           "Result (2 seeds): HiT is below | far below.\n<!-- quality:end -->\n\n"
           "<!-- decoder:begin -->\n## D\nCPU: test box\n\n| decoder | s / image |\n|---|---|\n| hit | 0.3 |\n\n"
@@ -44,7 +38,7 @@ def test_summary_is_one_table_of_each_sections_verdict_as_stated():
 
 
 def test_summary_check_mode_detects_a_stale_readme(tmp_path, capsys):
-    s = _summary_module()
+    s = benchmark_script("summary")
     bench, readme = tmp_path / "BENCHMARKS.md", tmp_path / "README.md"
     bench.write_text("<!-- decoder:begin -->\n## D\n\n| a |\n|---|\n| 1 |\n\nResult: fast.\n<!-- decoder:end -->\n")
     readme.write_text("# x\n\n<!-- benchmark-summary:begin -->\nold\n<!-- benchmark-summary:end -->\n")

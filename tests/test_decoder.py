@@ -283,8 +283,6 @@ def test_inference_path_equals_the_autograd_path_bit_for_bit(mlp_conv):
 
 def _mlp_inputs(dec: HiTDecoder, z: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, ...]]]:
     """Decode ``z`` without autograd; the shapes every MLP of the first stage was called with."""
-    from hit_decoder.layers import Mlp
-
     shapes = []
     hooks = [m.register_forward_hook(lambda mod, args, out: shapes.append(tuple(args[0].shape)))
              for m in dec.stages[0].modules() if isinstance(m, Mlp)]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import benchmark_script
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = sorted((ROOT / "benchmarks" / "results").glob("gpu-*.jsonl"))
 
@@ -18,22 +20,12 @@ def _section(text: str, name: str) -> str:
     return text.split(begin, 1)[1].split(end, 1)[0].strip()
 
 
-def _gpu_module():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gpu
-
-        return gpu
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-
 def test_gpu_section_is_rendered_from_the_committed_runs():
     assert RUNS, "benchmarks/results/ holds no gpu-*.jsonl measurement files"
     runs = [[json.loads(line) for line in p.read_text().splitlines() if line.strip()] for p in RUNS]
     names = [p.relative_to(ROOT).as_posix() for p in RUNS]
     section = _section((ROOT / "BENCHMARKS.md").read_text(), "decoder_gpu")
-    assert section == _gpu_module().render(runs, names).strip(), (
+    assert section == benchmark_script("gpu").render(runs, names).strip(), (
         "BENCHMARKS.md's GPU section is stale: run `python benchmarks/gpu.py --render benchmarks/results/gpu-*.jsonl`")
 
 
