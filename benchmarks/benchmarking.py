@@ -54,7 +54,8 @@ CNN_NAME = "taming-cnn-f16"
 
 
 #: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
-QUALITY_ARMS = {"hit-m": "hit-m", "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
+QUALITY_ARMS = {"hit-m": "hit-m", "hit-m-16": "hit-m-16", "hit-m-16-16": "hit-m-16-16", "hit-l": "hit-l", "hit-s": "hit-s",
+                "cnn-f8": "cnn"}
 
 
 def trained_arm(name: str, quality_out: Path | None) -> Path | None:

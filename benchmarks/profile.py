@@ -5,7 +5,7 @@
     python benchmarks/profile.py taming-cnn-f16 --precision bf16
     python benchmarks/profile.py hit-8m-f16 --top 25        # also the 25 most expensive aten ops
 
-PRESET is a HiT preset name, a quality-benchmark arm (``hit-m``, ``hit-l``, ``hit-s``, ``cnn-f8``:
+PRESET is a HiT preset name, a quality-benchmark arm (``hit-m``, ``hit-m-16``, ``hit-l``, ``hit-s``, ``cnn-f8``:
 random weights of that architecture) or ``taming-cnn-f16``. The decode runs under
 ``torch.inference_mode`` after warm-up decodes; :mod:`torch.profiler` records ``--repeats``
 decodes and every aten op's *self* time is put into one class (matmul, attention, normalisation,

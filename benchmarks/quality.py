@@ -87,8 +87,15 @@ HIT = {
     "hit-m-ba": HiTDecoderConfig(**_HIT_M, upsample="bilinear_all"),
     "hit-l": HiTDecoderConfig(**dict(_HIT_M, channels=(160, 80, 40, 32))),
     "hit-s": HiTDecoderConfig(**dict(_HIT_M, channels=(64, 32, 16, 16), depths=(2, 1, 1, 1))),
+    # hit-m with narrower MLP-only stages, for speed (issue 17): the full-resolution stage (about half
+    # of hit-m's decode time at 256²) at 16 channels, then both MLP-only stages at 16
+    "hit-m-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 32, 16))),
+    "hit-m-16-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 16, 16))),
 }
 DEFAULT_ARMS = ("cnn", "hit-m", "hit-m-ba")
+#: the speed variants of ``hit-m`` (issue 17), each judged against ``hit-m`` itself on the same codes:
+#: an architecture change made for speed may not cost quality beyond the spread of the seeds
+SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m"}
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 # Cumulative, from the v1 decoder (hit-decoder 0.1) to the v2 decoder, on the hit-m architecture.
 ABLATION = [
@@ -319,16 +326,37 @@ def bootstrap_interval(diffs: dict[int, list[float]], draws: int = 10000, seed: 
     return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
 
 
-def paired(seeds: dict[int, dict], arm: str, metric: str) -> dict:
-    """HiT arm minus CNN arm per (seed, photograph): mean, standard error over pairs, bootstrap
+def paired(seeds: dict[int, dict], arm: str, metric: str, base: str = "cnn") -> dict:
+    """Arm ``arm`` minus arm ``base`` per (seed, photograph): mean, standard error over pairs, bootstrap
     interval, each seed's mean."""
-    diffs = {s: [d["arms"][arm]["images"][p][metric] - d["arms"]["cnn"]["images"][p][metric]
-                 for p in d["arms"]["cnn"]["images"]] for s, d in seeds.items()}
+    diffs = {s: [d["arms"][arm]["images"][p][metric] - d["arms"][base]["images"][p][metric]
+                 for p in d["arms"][base]["images"]] for s, d in seeds.items()}
     flat = [v for vs in diffs.values() for v in vs]
     lo, hi = bootstrap_interval(diffs)
     se = statistics.stdev(flat) / len(flat) ** 0.5 if len(flat) > 1 else float("nan")
     return {"mean": statistics.fmean(flat), "se": se, "ci95": [lo, hi], "n": len(flat),
             "per_seed": {str(s): statistics.fmean(v) for s, v in diffs.items()}}
+
+
+#: metrics where a larger value is better (PSNR, SSIM); for the seam ratios smaller is better
+HIGHER_IS_BETTER = ("psnr", "ssim")
+
+
+def variant_check(seeds: dict[int, dict], arm: str, base: str, metrics: list[str]) -> dict:
+    """A speed variant against the arm it slims down (issue 17's rule: within the spread of the
+    seeds). Per metric: the paired difference ``arm - base`` on the same codes (:func:`paired`), and
+    the seeds' spread, which is the largest minus the smallest per-seed mean of ``base - cnn``: how
+    far the same architecture moves between seeds relative to the CNN. The variant costs quality in
+    a metric when its mean difference is worse than that spread allows (below ``-spread`` for PSNR
+    and SSIM, above ``+spread`` for the seam ratios)."""
+    out = {}
+    for m in metrics:
+        diff = paired(seeds, arm, m, base=base)
+        per_seed = list(paired(seeds, base, m)["per_seed"].values())
+        spread = max(per_seed) - min(per_seed)
+        worse = -diff["mean"] if m in HIGHER_IS_BETTER else diff["mean"]
+        out[m] = {**diff, "spread": spread, "within": worse <= spread}
+    return out
 
 
 def combine(args) -> dict:
@@ -342,9 +370,11 @@ def combine(args) -> dict:
     metrics = ["psnr", "ssim", *(f"seam{p}" for p in PERIODS)]
     stats = {a: {m: paired(seeds, a, m) for m in metrics} for a in arms if a != "cnn"}
     means = {a: {m: statistics.fmean(d["arms"][a]["mean"][m] for d in seeds.values()) for m in metrics} for a in arms}
+    variants = {a: {"base": b, **variant_check(seeds, a, b, metrics)} for a, b in SPEED_VARIANTS.items()
+                if a in arms and b in arms and len(seeds) > 1}
     timing = Path(args.out) / "decode_seconds.json"
     data = {"part": "quality", "seeds": {str(k): v for k, v in seeds.items()}, "arms": arms, "paired": stats,
-            "means": means, "originals": originals_seams(args.images),
+            "variants": variants, "means": means, "originals": originals_seams(args.images),
             "decode": json.loads(timing.read_text()) if timing.is_file() else None,
             "hit_configs": {k: v.to_dict() for k, v in HIT.items() if k in arms}, **machine(args, time.time())}
     return data
@@ -494,6 +524,7 @@ def render_quality(d: dict) -> str:
             + ", ".join(f"p{p} {means[name][f'seam{p}']:.3f} vs {means['cnn'][f'seam{p}']:.3f}" for p in PERIODS)
             + f": **{'met' if seams_ok else 'not met'}**; per-seed ΔPSNR sign "
             f"{'the same in every seed' if len(signs) == 1 else 'differs between seeds'}.")
+    lines += render_variants(d, secs)
     lines += [
         "",
         "Protocol:",
@@ -519,6 +550,35 @@ def render_quality(d: dict) -> str:
         f"- machine: {_meta(d)}",
     ]
     return "\n".join(lines)
+
+
+def render_variants(d: dict, secs: dict) -> list[str]:
+    """The speed variants' table (:func:`variant_check`), or nothing when the run has none."""
+    variants = d.get("variants") or {}
+    if not variants:
+        return []
+    lines = ["", "Speed variants of hit-m (issue 17), paired against the arm they slim down, on the same codes. An "
+             "architecture change made for speed may not cost quality beyond the spread of the seeds: in each metric, the "
+             "largest minus the smallest per-seed mean of that arm minus the CNN (shown as ±spread). Cells: mean "
+             "difference [95% bootstrap interval] ±spread.", "",
+             "| arm | vs | channels | decode s at 256² | speed | ΔPSNR (dB) | ΔSSIM | Δseam p2 | Δseam p4 | Δseam p8 |",
+             "|---|---|---|---:|---:|---|---|---|---|---|"]
+    cell = lambda st, f: f"{st['mean']:{f}} [{st['ci95'][0]:{f}}, {st['ci95'][1]:{f}}] ±{st['spread']:{f[1:]}}"
+    verdicts = []
+    for name, v in variants.items():
+        base = v["base"]
+        speed = f"{secs[base] / secs[name]:.2f}x" if name in secs and base in secs else "not measured"
+        t = f"{secs[name]:.3f}" if name in secs else "not measured"
+        channels = d["hit_configs"].get(name, {}).get("channels")
+        metrics = ["psnr", "ssim", *(f"seam{p}" for p in PERIODS)]
+        fmts = {"psnr": "+.2f", "ssim": "+.4f"}
+        lines.append(f"| {name} | {base} | {channels} | {t} | {speed} | "
+                     + " | ".join(cell(v[m], fmts.get(m, "+.3f")) for m in metrics) + " |")
+        costs = [m for m in metrics if not v[m]["within"]]
+        verdicts.append(f"- {name} vs {base} ({speed} the speed at 256²): "
+                        + (f"**costs quality** beyond the seeds' spread in {', '.join(costs)}" if costs
+                           else "**within the seeds' spread** in PSNR, SSIM and every seam period"))
+    return lines + ["", *verdicts]
 
 
 def render_ablation(d: dict) -> str:

@@ -43,3 +43,14 @@ def test_the_environment_line_names_allocator_settings(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "33554432")
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "1")
     assert bench.allocator_settings() == "MALLOC_MMAP_THRESHOLD_=33554432, THP_MEM_ALLOC_ENABLE=1"
+
+
+def test_hit_m_and_its_speed_variants_are_held_to_the_f8_target():
+    bench = benchmark_script("decoder")
+    cnn = _row("cnn-f8", [0.30, 0.33, 0.31])
+    hit_m, narrow = _row("hit-m", [0.15, 0.15, 0.155]), _row("hit-m-16-16", [0.09, 0.11, 0.10])
+    lines = bench.targets({"rows": [cnn, hit_m, narrow, _row("hit-l", [0.1, 0.1, 0.1])], "bf16_units": True})
+    f8 = [ln for ln in lines if "vs its CNN arm" in ln]
+    assert [ln.split(" vs ")[0] for ln in f8] == ["- hit-m", "- hit-m-16-16"]  # not hit-l: no target of its own
+    assert f8[0].endswith("2.0× (target >= 3×; rounds 2.0× to 2.2×): NOT met")
+    assert f8[1].endswith("3.1× (target >= 3×; rounds 3.0× to 3.3×): met")

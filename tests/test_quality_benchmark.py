@@ -1,0 +1,52 @@
+"""``benchmarks/quality.py`` judges a speed variant of a HiT arm against that arm on the same codes,
+with the seeds' spread of that arm (relative to the CNN) as the allowance (issue 17's rule)."""
+
+from __future__ import annotations
+
+import pytest
+
+from support import benchmark_script
+
+METRICS = ["psnr", "ssim", "seam2", "seam4", "seam8"]
+
+
+def _arm(psnr: list[float], ssim: float = 0.5, seam: float = 1.2) -> dict:
+    images = {f"photo{i}": {"psnr": v, "ssim": ssim, "seam2": seam, "seam4": seam, "seam8": seam} for i, v in enumerate(psnr)}
+    return {"images": images}
+
+
+def _seeds(variant_psnr: tuple[list[float], list[float]], variant_seam: float = 1.2) -> dict[int, dict]:
+    # hit-m minus cnn per seed: seed 0 -0.5 dB, seed 1 +0.3 dB -> the seeds' PSNR spread is 0.8 dB
+    variant = [_arm(psnr, seam=variant_seam) for psnr in variant_psnr]
+    return {
+        0: {"arms": {"cnn": _arm([20.0, 22.0]), "hit-m": _arm([19.5, 21.5]), "hit-m-16": variant[0]}},
+        1: {"arms": {"cnn": _arm([18.0, 20.0]), "hit-m": _arm([18.3, 20.3]), "hit-m-16": variant[1]}},
+    }
+
+
+def test_a_variant_within_the_seeds_spread_keeps_quality():
+    quality = benchmark_script("quality")
+    # the variant is 0.6 dB below hit-m on every photograph: inside the 0.8 dB spread
+    v = quality.variant_check(_seeds(([18.9, 20.9], [17.7, 19.7])), "hit-m-16", "hit-m", METRICS)
+    assert v["psnr"]["mean"] == pytest.approx(-0.6)
+    assert v["psnr"]["spread"] == pytest.approx(0.8)
+    assert v["psnr"]["within"] and all(v[m]["within"] for m in METRICS)
+    # a gain is never a cost, however large
+    v = quality.variant_check(_seeds(([25.0, 27.0], [24.0, 26.0])), "hit-m-16", "hit-m", METRICS)
+    assert v["psnr"]["mean"] > 4 and v["psnr"]["within"]
+
+
+def test_a_variant_beyond_the_seeds_spread_costs_quality_and_the_table_says_so():
+    quality = benchmark_script("quality")
+    # 1.0 dB below hit-m (spread 0.8), and seams 0.1 worse where hit-m's seams do not move between seeds
+    seeds = _seeds(([18.5, 20.5], [17.3, 19.3]), variant_seam=1.3)
+    v = quality.variant_check(seeds, "hit-m-16", "hit-m", METRICS)
+    assert not v["psnr"]["within"] and v["ssim"]["within"]
+    assert v["seam8"]["mean"] == pytest.approx(0.1) and v["seam8"]["spread"] == 0 and not v["seam8"]["within"]
+    d = {"variants": {"hit-m-16": {"base": "hit-m", **v}}, "hit_configs": {"hit-m-16": {"channels": [128, 64, 32, 16]}}}
+    lines = quality.render_variants(d, {"hit-m": 0.2, "hit-m-16": 0.1})
+    verdict = lines[-1]
+    assert verdict.startswith("- hit-m-16 vs hit-m") and "**costs quality**" in verdict
+    assert "psnr" in verdict and "seam8" in verdict and "ssim" not in verdict
+    assert any(ln.startswith("| hit-m-16 | hit-m | [128, 64, 32, 16] | 0.100 | 2.00x |") for ln in lines)
+    assert quality.render_variants({"variants": {}}, {}) == []
