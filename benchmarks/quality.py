@@ -535,7 +535,7 @@ def render_quality(d: dict) -> str:
         "dead-code restarts; its own (jointly trained) decoder's held-out PSNR per seed is in the per-seed table.",
         f"- arms: encoder, quant_conv, codebook, post_quant_conv frozen; only the decoder trains. cnn: a fresh taming "
         f"Decoder with the stage-0 config; hit-*: fresh HiT decoders (hit-m: {json.dumps(d['hit_configs'].get('hit-m'))}; "
-        "hit-m-ba: the same with upsample=bilinear_all).",
+        "hit-m-ba: the same with upsample=bilinear_all; the speed variants: the same with the channels of their table).",
         f"- identical for every arm of a seed: L1 loss{' + LPIPS %g' % a.lpips if a.lpips else ''} (no GAN here: see the "
         f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), "
         f"{min(100, first['arms']['cnn'].get('batches', a.steps))} warm-up batches, grad clip 1.0, "
