@@ -1,7 +1,7 @@
 """Reconstruction quality: taming's CNN decoder vs HiT decoders, swapped onto frozen taming VQGANs,
 over several seeds and held-out photographs, with paired statistics.
 
-    python benchmarks/quality.py                       # seeds 0 1 2, then the combined table (~1.5 h on 2 idle cores)
+    python benchmarks/quality.py                       # seeds 0 1 2, then the combined table (~1.8 h on 2 idle cores)
     python benchmarks/quality.py --seeds 1 2 --no-write   # some seeds only (e.g. a second process)
     python benchmarks/quality.py --combine             # paired statistics over OUT/seed*/quality.json
     python benchmarks/quality.py --rescore             # re-score + re-time the saved arms (no training)
@@ -92,10 +92,10 @@ HIT = {
     "hit-m-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 32, 16))),
     "hit-m-16-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 16, 16))),
 }
-DEFAULT_ARMS = ("cnn", "hit-m", "hit-m-ba")
 #: the speed variants of ``hit-m`` (issue 17), each judged against ``hit-m`` itself on the same codes:
 #: an architecture change made for speed may not cost quality beyond the spread of the seeds
 SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m"}
+DEFAULT_ARMS = ("cnn", "hit-m", "hit-m-ba", *SPEED_VARIANTS)
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 # Cumulative, from the v1 decoder (hit-decoder 0.1) to the v2 decoder, on the hit-m architecture.
 ABLATION = [
