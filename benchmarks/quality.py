@@ -27,6 +27,9 @@ Protocol (photographs shipped inside installed packages; nothing is downloaded):
 4. ``--combine``: per seed and photograph, HiT arm minus CNN arm (same codes), then the mean over
    all (seed, photograph) pairs with a 95% interval from a two-level bootstrap (seeds, then
    photographs within each drawn seed), the standard error over pairs, and each seed's own mean.
+5. Speed variants (:data:`SPEED_VARIANTS`, issue 17): each against the arm it slims down, paired on
+   the same codes, with the seeds' spread of that arm (relative to the CNN) as the allowance
+   (:func:`variant_check`).
 
 Metrics (``hit_decoder.common.metrics``): PSNR on RGB in [0, 1]; SSIM on RGB in [0, 1], each
 channel separately then averaged, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, population
@@ -559,7 +562,7 @@ def render_variants(d: dict, secs: dict) -> list[str]:
         return []
     lines = ["", "Speed variants of hit-m (issue 17), paired against the arm they slim down, on the same codes. An "
              "architecture change made for speed may not cost quality beyond the spread of the seeds: in each metric, the "
-             "largest minus the smallest per-seed mean of that arm minus the CNN (shown as ±spread). Cells: mean "
+             "largest minus the smallest per-seed mean of the `vs` arm minus the CNN (shown as ±spread). Cells: mean "
              "difference [95% bootstrap interval] ±spread.", "",
              "| arm | vs | channels | decode s at 256² | speed | ΔPSNR (dB) | ΔSSIM | Δseam p2 | Δseam p4 | Δseam p8 |",
              "|---|---|---|---:|---:|---|---|---|---|---|"]
