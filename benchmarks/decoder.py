@@ -40,6 +40,7 @@ from pathlib import Path
 from benchmarking import (
     CNN_NAME,
     QUALITY_ARMS,
+    SPEED_VARIANTS,
     build_decoder,
     cpu_flags,
     decode_flops,
@@ -165,7 +166,7 @@ def markdown(res: dict) -> list[str]:
 
 #: the f8 arms held to the >= 3x target against the CNN arm: the quality benchmark's hit-m and its
 #: narrower speed variants (whose quality against hit-m the quality table judges)
-F8_TARGET_ARMS = ("hit-m", "hit-m-16", "hit-m-16-16")
+F8_TARGET_ARMS = ("hit-m", *SPEED_VARIANTS)
 
 
 def targets(res: dict) -> list[str]:
@@ -184,7 +185,7 @@ def targets(res: dict) -> list[str]:
                 m = h["peak_mem_mb"] / c["peak_mem_mb"]
                 out.append(f"- peak memory at {size}²: {m:.3f} of the CNN's (target <= 0.25): "
                            f"{'met' if m <= 0.25 else 'NOT met'}")
-        for arm in F8_TARGET_ARMS:  # hit-m, then its speed variants (benchmarks/quality.py, SPEED_VARIANTS)
+        for arm in F8_TARGET_ARMS:  # hit-m, then its speed variants
             h, c = by.get((arm, "fp32", size)), by.get(("cnn-f8", "fp32", size))
             if h and c and size in (256, 512):
                 x, lo, hi = paired(c, h)

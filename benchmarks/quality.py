@@ -27,7 +27,7 @@ Protocol (photographs shipped inside installed packages; nothing is downloaded):
 4. ``--combine``: per seed and photograph, HiT arm minus CNN arm (same codes), then the mean over
    all (seed, photograph) pairs with a 95% interval from a two-level bootstrap (seeds, then
    photographs within each drawn seed), the standard error over pairs, and each seed's own mean.
-5. Speed variants (:data:`SPEED_VARIANTS`, issue 17): each against the arm it slims down, paired on
+5. Speed variants (``benchmarking.SPEED_VARIANTS``, issue 17): each against the arm it slims down, paired on
    the same codes, with the seeds' spread of that arm (relative to the CNN) as the allowance
    (:func:`variant_check`).
 
@@ -52,7 +52,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarking import update_section
+from benchmarking import SPEED_VARIANTS, update_section
 
 import torch
 
@@ -95,9 +95,6 @@ HIT = {
     "hit-m-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 32, 16))),
     "hit-m-16-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 16, 16))),
 }
-#: the speed variants of ``hit-m`` (issue 17), each judged against ``hit-m`` itself on the same codes:
-#: an architecture change made for speed may not cost quality beyond the spread of the seeds
-SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m"}
 DEFAULT_ARMS = ("cnn", "hit-m", "hit-m-ba", *SPEED_VARIANTS)
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 # Cumulative, from the v1 decoder (hit-decoder 0.1) to the v2 decoder, on the hit-m architecture.
@@ -567,14 +564,14 @@ def render_variants(d: dict, secs: dict) -> list[str]:
              "| arm | vs | channels | decode s at 256² | speed | ΔPSNR (dB) | ΔSSIM | Δseam p2 | Δseam p4 | Δseam p8 |",
              "|---|---|---|---:|---:|---|---|---|---|---|"]
     cell = lambda st, f: f"{st['mean']:{f}} [{st['ci95'][0]:{f}}, {st['ci95'][1]:{f}}] ±{st['spread']:{f[1:]}}"
+    metrics = ["psnr", "ssim", *(f"seam{p}" for p in PERIODS)]
+    fmts = {"psnr": "+.2f", "ssim": "+.4f"}
     verdicts = []
     for name, v in variants.items():
         base = v["base"]
         speed = f"{secs[base] / secs[name]:.2f}x" if name in secs and base in secs else "not measured"
         t = f"{secs[name]:.3f}" if name in secs else "not measured"
         channels = d["hit_configs"].get(name, {}).get("channels")
-        metrics = ["psnr", "ssim", *(f"seam{p}" for p in PERIODS)]
-        fmts = {"psnr": "+.2f", "ssim": "+.4f"}
         lines.append(f"| {name} | {base} | {channels} | {t} | {speed} | "
                      + " | ".join(cell(v[m], fmts.get(m, "+.3f")) for m in metrics) + " |")
         costs = [m for m in metrics if not v[m]["within"]]
