@@ -55,9 +55,11 @@ CNN_NAME = "taming-cnn-f16"
 
 #: the speed variants of ``hit-m`` in the quality benchmark (issue 17), each with the arm it slims down;
 #: benchmarks/quality.py holds their configurations and judges their quality against that arm
-SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m"}
+SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m", "hit-m-f16-16-16": "hit-m-f16"}
+#: the speed variants of the f8 family (the rest belong to the f16 family, ``quality.py --factor 16``)
+F8_VARIANTS = tuple(v for v, base in SPEED_VARIANTS.items() if base == "hit-m")
 #: the quality benchmark's f8 arms (benchmarks/quality.py), by the names the decoder tables use
-QUALITY_ARMS = {"hit-m": "hit-m", **{v: v for v in SPEED_VARIANTS}, "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
+QUALITY_ARMS = {"hit-m": "hit-m", **{v: v for v in F8_VARIANTS}, "hit-l": "hit-l", "hit-s": "hit-s", "cnn-f8": "cnn"}
 
 
 def trained_arm(name: str, quality_out: Path | None) -> Path | None:

@@ -9,6 +9,7 @@ over several seeds and held-out photographs, with paired statistics.
     python benchmarks/quality.py --adversarial --seeds 0   # CNN vs HiT with L1 + PatchGAN (seed 0's stage 0)
     python benchmarks/quality.py --ablation --seeds 0  # the decoder ablation table
     python benchmarks/quality.py --seeds 0 --steps 20 --stage0-steps 20 --no-write --out /tmp/q   # smoke run
+    python benchmarks/quality.py --factor 16 --seeds 0 1 --steps 600   # the f16 family (its own folder and section)
 
 Protocol (photographs shipped inside installed packages; nothing is downloaded):
 0. The photographs are split once (:data:`TRAIN_PHOTOS`, :data:`HELD_OUT`) and written as PNG files
@@ -30,6 +31,9 @@ Protocol (photographs shipped inside installed packages; nothing is downloaded):
 5. Speed variants (``benchmarking.SPEED_VARIANTS``, issue 17): each against the arm it slims down, paired on
    the same codes, with the seeds' spread of that arm (relative to the CNN) as the allowance
    (:func:`variant_check`).
+6. ``--factor 16``: the same protocol on an f16 stage 0 (one more level) with HiT arms shaped like
+   ``hit-8m-f16`` (:data:`FAMILIES`), so that narrowing an f16 decoder is judged on f16 codes; seam
+   ratios then include the code-cell period 16.
 
 Metrics (``hit_decoder.common.metrics``): PSNR on RGB in [0, 1]; SSIM on RGB in [0, 1], each
 channel separately then averaged, 11x11 Gaussian window (sigma 1.5), K1 0.01, K2 0.03, population
@@ -52,13 +56,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarking import SPEED_VARIANTS, update_section
+from benchmarking import F8_VARIANTS, SPEED_VARIANTS, update_section
 
 import torch
 
 from hit_decoder import HiTDecoder, HiTDecoderConfig
 from hit_decoder.common.data import embedded_photographs, list_images, load_rgb
-from hit_decoder.common.metrics import seam_ratios, to_unit_range
+from hit_decoder.common.metrics import seam_periods, seam_ratios, to_unit_range
 from hit_decoder.common.seeding import seeded
 from hit_decoder.fileio import atomic_path
 from hit_decoder.flops import count_flops, count_parameters
@@ -72,7 +76,9 @@ Z_CHANNELS, EMBED_DIM, N_EMBED = 32, 16, 512
 DDCONFIG = {"double_z": False, "z_channels": Z_CHANNELS, "resolution": 64, "in_channels": 3, "out_ch": 3, "ch": 32,
             "ch_mult": [1, 2, 2, 4], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
 FACTOR = 2 ** (len(DDCONFIG["ch_mult"]) - 1)
-PERIODS = (2, 4, 8)
+#: the f16 family's stage 0 (``--factor 16``, issue 17): the f8 stage 0 with one more level
+DDCONFIG_F16 = {**DDCONFIG, "ch_mult": [1, 2, 2, 4, 4]}
+PERIODS = tuple(seam_periods(FACTOR))  # the seam ratio's periods: 2, 4, ..., the factor
 
 #: held out from every training run: six photographs (four colour, one grey portrait, one grey
 #: street scene). ``grace_hopper`` ships with matplotlib, the rest with scikit-image.
@@ -95,7 +101,27 @@ HIT = {
     "hit-m-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 32, 16))),
     "hit-m-16-16": HiTDecoderConfig(**dict(_HIT_M, channels=(128, 64, 16, 16))),
 }
-DEFAULT_ARMS = ("cnn", "hit-m", "hit-m-ba", *SPEED_VARIANTS)
+# The f16 family (``--factor 16``): hit-8m-f16's shape (three attention stages, then two MLP-only stages
+# at half the last attention stage's width) at this benchmark's width, and the same narrowing that
+# hit-m-16-16 applies to hit-m: both MLP-only stages at half width.
+_HIT_M_F16 = dict(z_channels=Z_CHANNELS, channels=(256, 128, 64, 32, 32), depths=(2, 2, 2, 1, 1), heads=(4, 4, 4, 2, 2),
+                  num_attention_stages=3, block_size=(4, 8, 8), dilation_grid=(4, 4, 4))
+HIT["hit-m-f16"] = HiTDecoderConfig(**_HIT_M_F16)
+HIT["hit-m-f16-16-16"] = HiTDecoderConfig(**dict(_HIT_M_F16, channels=(256, 128, 64, 16, 16)))
+#: per stage-0 factor: the stage 0's taming config, the default arms and the BENCHMARKS.md section
+FAMILIES = {
+    8: {"ddconfig": DDCONFIG, "arms": ("cnn", "hit-m", "hit-m-ba", *F8_VARIANTS),
+        "part": "quality"},
+    16: {"ddconfig": DDCONFIG_F16, "arms": ("cnn", "hit-m-f16", "hit-m-f16-16-16"), "part": "quality-f16"},
+}
+DEFAULT_ARMS = FAMILIES[8]["arms"]
+
+
+def use_factor(factor: int) -> None:
+    """Point this script's stage-0 constants (:data:`DDCONFIG`, :data:`FACTOR`) at the f8 family (the
+    default) or the f16 family (``--factor 16``). One family per process and output folder."""
+    global DDCONFIG, FACTOR, PERIODS
+    DDCONFIG, FACTOR, PERIODS = FAMILIES[factor]["ddconfig"], factor, tuple(seam_periods(factor))
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 # Cumulative, from the v1 decoder (hit-decoder 0.1) to the v2 decoder, on the hit-m architecture.
 ABLATION = [
@@ -252,13 +278,14 @@ def originals_seams(images: dict[str, torch.Tensor]) -> dict[str, float]:
 
 @torch.no_grad()
 def decode_seconds(decoders: dict[str, torch.nn.Module], repeats: int) -> dict[str, float]:
-    """Median seconds per 256² decode (batch 1, a 32x32 latent), interleaved across decoders."""
+    """Median seconds per 256² decode (batch 1, a 32x32 latent at f8), interleaved across decoders."""
     z = torch.randn(1, Z_CHANNELS, 256 // FACTOR, 256 // FACTOR, generator=torch.Generator().manual_seed(0))
     return interleaved_seconds({k: (lambda d=d: d.eval()(z)) for k, d in decoders.items()}, repeats)
 
 
 def cost(decoder: torch.nn.Module) -> dict:
-    return {"params": count_parameters(decoder), "gflops": count_flops(decoder, (1, Z_CHANNELS, 32, 32)) / 1e9}
+    side = 256 // FACTOR
+    return {"params": count_parameters(decoder), "gflops": count_flops(decoder, (1, Z_CHANNELS, side, side)) / 1e9}
 
 
 def machine(args: argparse.Namespace, t0: float) -> dict:
@@ -373,7 +400,8 @@ def combine(args) -> dict:
     variants = {a: {"base": b, **variant_check(seeds, a, b, metrics)} for a, b in SPEED_VARIANTS.items()
                 if a in arms and b in arms and len(seeds) > 1}
     timing = Path(args.out) / "decode_seconds.json"
-    data = {"part": "quality", "seeds": {str(k): v for k, v in seeds.items()}, "arms": arms, "paired": stats,
+    data = {"part": FAMILIES[FACTOR]["part"], "factor": FACTOR, "seeds": {str(k): v for k, v in seeds.items()},
+            "arms": arms, "paired": stats,
             "variants": variants, "means": means, "originals": originals_seams(args.images),
             "decode": json.loads(timing.read_text()) if timing.is_file() else None,
             "hit_configs": {k: v.to_dict() for k, v in HIT.items() if k in arms}, **machine(args, time.time())}
@@ -463,8 +491,11 @@ def render_quality(d: dict) -> str:
     cnn_gflops = first["arms"]["cnn"]["gflops"]
     photos = list(first["arms"]["cnn"]["images"])
     secs = (d.get("decode") or {}).get("seconds", {})
+    base = next(a for a in arms if a != "cnn" and a not in SPEED_VARIANTS)  # the family's reference HiT arm
     lines = [
-        "## Reconstruction quality: taming CNN decoder vs HiT decoders, paired over seeds and photographs (issue 16)",
+        "## Reconstruction quality: taming CNN decoder vs HiT decoders, paired over seeds and photographs (issue 16)"
+        if FACTOR == 8 else "## Reconstruction quality, f16 family: taming CNN decoder vs HiT decoders shaped like "
+        "hit-8m-f16, and its speed variant (issue 17)",
         "",
         f"{len(seeds)} seeds; per seed a frozen f{FACTOR} taming VQGAN (stage 0, {first['stage0']['steps']} batches) and "
         f"one decoder per arm trained {first['arms']['cnn'].get('batches', a.steps)} batches on its codes. "
@@ -474,23 +505,23 @@ def render_quality(d: dict) -> str:
         "Mean over seeds and photographs:",
         "",
         "| decoder | params (M) | GFLOPs at 256² | FLOPs vs CNN | decode s at 256² | PSNR (dB) | SSIM "
-        "| seam p2 | seam p4 | seam p8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        + "".join(f"| seam p{p} " for p in PERIODS) + "|",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(PERIODS),
     ]
     for name in arms:
         r, m = first["arms"][name], means[name]
         t = f"{secs[name]:.3f}" if name in secs else "not measured"
         lines.append(f"| {name} | {r['params'] / 1e6:.3f} | {r['gflops']:.2f} | {r['gflops'] / cnn_gflops:.3f} | {t} | "
-                     f"{m['psnr']:.2f} | {m['ssim']:.4f} | {m['seam2']:.2f} | {m['seam4']:.2f} | {m['seam8']:.2f} |")
-    lines.append(f"| *original photographs* | | | | | | | {orig['seam2']:.2f} | {orig['seam4']:.2f} | {orig['seam8']:.2f} |")
+                     f"{m['psnr']:.2f} | {m['ssim']:.4f} | " + " | ".join(f"{m[f'seam{p}']:.2f}" for p in PERIODS) + " |")
+    lines.append("| *original photographs* | | | | | | | " + " | ".join(f"{orig[f'seam{p}']:.2f}" for p in PERIODS) + " |")
     lines += ["", "Paired differences, HiT arm minus CNN arm on the same codes: mean over (seed, photograph) pairs, "
                   "[95% two-level bootstrap interval] (standard error over pairs), and each seed's mean:", "",
-              "| arm | n | ΔPSNR (dB) | ΔSSIM | Δseam p2 | Δseam p4 | Δseam p8 | ΔPSNR per seed |",
-              "|---|---:|---|---|---|---|---|---|"]
+              "| arm | n | ΔPSNR (dB) | ΔSSIM | " + "".join(f"Δseam p{p} | " for p in PERIODS) + "ΔPSNR per seed |",
+              "|---|---:|---|---|" + "---|" * len(PERIODS) + "---|"]
     for name, st in d["paired"].items():
         per_seed = ", ".join(f"{s}: {v:+.2f}" for s, v in st["psnr"]["per_seed"].items())
         lines.append(f"| {name} | {st['psnr']['n']} | {_ci(st['psnr'], '+.2f')} | {_ci(st['ssim'], '+.4f')} | "
-                     f"{_ci(st['seam2'], '+.3f')} | {_ci(st['seam4'], '+.3f')} | {_ci(st['seam8'], '+.3f')} | {per_seed} |")
+                     + "".join(f"{_ci(st[f'seam{p}'], '+.3f')} | " for p in PERIODS) + f"{per_seed} |")
     verdicts = []
     for name, st in d["paired"].items():
         lo, hi = st["psnr"]["ci95"]
@@ -499,11 +530,11 @@ def render_quality(d: dict) -> str:
                         f"{st['psnr']['mean']:+.2f} dB [{lo:+.2f}, {hi:+.2f}], ΔSSIM {st['ssim']['mean']:+.4f}, seams {seams}")
     lines += ["", f"Result ({len(seeds)} seeds x {len(photos)} held-out photographs, paired against the CNN arm): "
               + "; ".join(verdicts) + ".", "", "Per seed (mean over photographs):", "",
-              "| seed | stage 0 PSNR | " + " | ".join(f"{n} PSNR / SSIM / seam p8" for n in arms) + " |",
+              "| seed | stage 0 PSNR | " + " | ".join(f"{n} PSNR / SSIM / seam p{FACTOR}" for n in arms) + " |",
               "|---|---:|" + "---|" * len(arms)]
     for s, sd in seeds.items():
         cells = [f"{sd['arms'][n]['mean']['psnr']:.2f} / {sd['arms'][n]['mean']['ssim']:.4f} / "
-                 f"{sd['arms'][n]['mean']['seam8']:.2f}" for n in arms]
+                 f"{sd['arms'][n]['mean'][f'seam{FACTOR}']:.2f}" for n in arms]
         lines.append(f"| {s} | {sd['stage0']['psnr']:.2f} | " + " | ".join(cells) + " |")
     lines += ["", "Per photograph (mean over seeds), PSNR:", "", "| photograph | " + " | ".join(arms) + " |",
               "|---|" + "---:|" * len(arms)]
@@ -534,8 +565,9 @@ def render_quality(d: dict) -> str:
         f"{DDCONFIG['num_res_blocks']} res block, z_channels {Z_CHANNELS}, codebook {N_EMBED} x {EMBED_DIM}; L1 + VQ loss, "
         "dead-code restarts; its own (jointly trained) decoder's held-out PSNR per seed is in the per-seed table.",
         f"- arms: encoder, quant_conv, codebook, post_quant_conv frozen; only the decoder trains. cnn: a fresh taming "
-        f"Decoder with the stage-0 config; hit-*: fresh HiT decoders (hit-m: {json.dumps(d['hit_configs'].get('hit-m'))}; "
-        "hit-m-ba: the same with upsample=bilinear_all; the speed variants: the same with the channels of their table).",
+        f"Decoder with the stage-0 config; hit-*: fresh HiT decoders ({base}: {json.dumps(d['hit_configs'].get(base))}"
+        + ("; hit-m-ba: the same with upsample=bilinear_all" if "hit-m-ba" in arms else "")
+        + "; the speed variants: the same with the channels of their table).",
         f"- identical for every arm of a seed: L1 loss{' + LPIPS %g' % a.lpips if a.lpips else ''} (no GAN here: see the "
         f"adversarial pair); Adam lr {a.lr:g}, betas (0.9, 0.99), "
         f"{min(100, first['arms']['cnn'].get('batches', a.steps))} warm-up batches, grad clip 1.0, "
@@ -545,7 +577,8 @@ def render_quality(d: dict) -> str:
         "population statistics, valid windows (= skimage's structural_similarity with gaussian_weights=True, "
         "use_sample_covariance=False; tests/test_losses.py checks it). Seam ratio: mean |luminance step| across the "
         "period's grid lines / mean elsewhere (1.0 = no grid).",
-        "- GFLOPs: torch.utils.flop_counter on a 32x32 latent (256² output); decode s: median of interleaved decodes "
+        f"- GFLOPs: torch.utils.flop_counter on a {256 // FACTOR}x{256 // FACTOR} latent (256² output); "
+        "decode s: median of interleaved decodes "
         + (f"at batch 1 ({_meta(d['decode'])})." if d.get("decode") else "(not measured in this run)."),
         f"- machine: {_meta(d)}",
     ]
@@ -557,12 +590,12 @@ def render_variants(d: dict, secs: dict) -> list[str]:
     variants = d.get("variants") or {}
     if not variants:
         return []
-    lines = ["", "Speed variants of hit-m (issue 17), paired against the arm they slim down, on the same codes. An "
+    lines = ["", "Speed variants (issue 17), paired against the arm they slim down, on the same codes. An "
              "architecture change made for speed may not cost quality beyond the spread of the seeds: in each metric, the "
              "largest minus the smallest per-seed mean of the `vs` arm minus the CNN (shown as ±spread). Cells: mean "
              "difference [95% bootstrap interval] ±spread.", "",
-             "| arm | vs | channels | decode s at 256² | speed | ΔPSNR (dB) | ΔSSIM | Δseam p2 | Δseam p4 | Δseam p8 |",
-             "|---|---|---|---:|---:|---|---|---|---|---|"]
+             "| arm | vs | channels | decode s at 256² | speed | ΔPSNR (dB) | ΔSSIM | "
+             + " | ".join(f"Δseam p{p}" for p in PERIODS) + " |", "|---|---|---|---:|---:|---|---|" + "---|" * len(PERIODS)]
     cell = lambda st, f: f"{st['mean']:{f}} [{st['ci95'][0]:{f}}, {st['ci95'][1]:{f}}] ±{st['spread']:{f[1:]}}"
     metrics = ["psnr", "ssim", *(f"seam{p}" for p in PERIODS)]
     fmts = {"psnr": "+.2f", "ssim": "+.4f"}
@@ -661,7 +694,7 @@ def render_adversarial(d: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS = {"quality": render_quality, "ablation": render_ablation, "overfit": render_overfit,
+RENDERERS = {"quality": render_quality, "quality-f16": render_quality, "ablation": render_ablation, "overfit": render_overfit,
              "adversarial": render_adversarial}
 
 
@@ -669,7 +702,10 @@ RENDERERS = {"quality": render_quality, "ablation": render_ablation, "overfit": 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=["cnn", *HIT])
+    p.add_argument("--factor", type=int, default=8, choices=sorted(FAMILIES),
+                   help="the stage 0's downsampling factor: the f8 family (default) or the f16 family")
+    p.add_argument("--arms", nargs="+", default=None, choices=["cnn", *HIT],
+                   help="default: the family's arms (f8: %s; f16: %s)" % tuple(", ".join(FAMILIES[f]["arms"]) for f in (8, 16)))
     p.add_argument("--stage0-steps", type=int, default=1200)
     p.add_argument("--steps", type=int, default=800, help="training batches per decoder arm")
     p.add_argument("--combine", action="store_true", help="only combine OUT/seed*/quality.json into the table")
@@ -693,14 +729,22 @@ def main() -> int:
     p.add_argument("--lpips", type=float, default=0.0, help="LPIPS weight (needs the VGG16 weights file)")
     p.add_argument("--repeats", type=int, default=7, help="interleaved 256² decodes per arm for the time column")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "bench_quality"))
+    p.add_argument("--out", default=None, help="default: runs/bench_quality (f8), runs/bench_quality_f16 (f16)")
     p.add_argument("--stage0-only", action="store_true", help="only train (or reuse) the seeds' stage 0 and stop")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--render", metavar="JSON", help="only re-render BENCHMARKS.md from a saved result file")
     args = p.parse_args()
     if args.render:
         data = json.loads(Path(args.render).read_text())
+        use_factor(data.get("factor", 8))
         return _publish(args, data)
+    use_factor(args.factor)
+    args.arms = args.arms or list(FAMILIES[args.factor]["arms"])
+    args.out = args.out or str(ROOT / "runs" / ("bench_quality" if args.factor == 8 else f"bench_quality_f{args.factor}"))
+    wrong = [a for a in args.arms if a != "cnn" and 2 ** (len(HIT[a].channels) - 1) != args.factor]
+    if wrong or (args.factor != 8 and (args.ablation or args.overfit or args.adversarial)):
+        p.error(f"--factor {args.factor}: the arms {wrong or ['hit-m']} decode at another factor; the f{args.factor} "
+                f"family's arms are {', '.join(FAMILIES[args.factor]['arms'])} (ablation, overfit and adversarial: f8 only)")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)

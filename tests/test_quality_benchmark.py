@@ -50,3 +50,41 @@ def test_a_variant_beyond_the_seeds_spread_costs_quality_and_the_table_says_so()
     assert "psnr" in verdict and "seam8" in verdict and "ssim" not in verdict
     assert any(ln.startswith("| hit-m-16 | hit-m | [128, 64, 32, 16] | 0.100 | 2.00x |") for ln in lines)
     assert quality.render_variants({"variants": {}}, {}) == []
+
+
+def test_the_f16_family_decodes_at_16_and_scores_the_code_cell_seam(monkeypatch, capsys):
+    """``--factor 16``: an f16 stage 0, HiT arms that decode its codes to its resolution, the seam ratio
+    at the code-cell period 16 in every table, and f8 arms refused by name."""
+    import torch
+
+    import hit_decoder.adapters  # noqa: F401  (its import shims let taming's modules import)
+    from hit_decoder import HiTDecoder
+
+    from taming.models.vqgan import VQModel
+
+    quality = benchmark_script("quality")
+    quality.use_factor(16)
+    assert quality.FACTOR == 16 and quality.PERIODS == (2, 4, 8, 16)
+    vq0 = VQModel(ddconfig=quality.DDCONFIG, lossconfig={"target": "torch.nn.Identity"},
+                  n_embed=quality.N_EMBED, embed_dim=quality.EMBED_DIM).eval()
+    x = torch.rand(1, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        quant = vq0.encode(x)[0]
+        assert quant.shape[-2:] == (4, 6)
+        for arm in quality.FAMILIES[16]["arms"][1:]:
+            assert HiTDecoder(quality.HIT[arm]).eval()(vq0.post_quant_conv(quant)).shape == x.shape
+    seeds = {s: {"arms": {a: {"images": {"p": {"psnr": 20.0 + s + k, "ssim": 0.5, **{f"seam{p}": 1.0 for p in (2, 4, 8, 16)}}}}
+                          for k, a in enumerate(("cnn", "hit-m-f16", "hit-m-f16-16-16"))}} for s in (0, 1)}
+    metrics = ["psnr", "ssim", *(f"seam{p}" for p in quality.PERIODS)]
+    v = quality.variant_check(seeds, "hit-m-f16-16-16", "hit-m-f16", metrics)
+    lines = quality.render_variants({"variants": {"hit-m-f16-16-16": {"base": "hit-m-f16", **v}}, "hit_configs": {}}, {})
+    assert lines[3].endswith("| Δseam p2 | Δseam p4 | Δseam p8 | Δseam p16 |")
+    assert v["psnr"]["mean"] == pytest.approx(1.0) and v["seam16"]["within"]
+
+    quality = benchmark_script("quality")  # a fresh module: the f8 family again
+    assert quality.FACTOR == 8 and quality.PERIODS == (2, 4, 8)
+    monkeypatch.setattr("sys.argv", ["quality.py", "--factor", "16", "--arms", "cnn", "hit-m", "--out", "/nonexistent"])
+    with pytest.raises(SystemExit):
+        quality.main()
+    err = capsys.readouterr().err
+    assert "--factor 16: the arms ['hit-m'] decode at another factor" in err and "hit-m-f16-16-16" in err
