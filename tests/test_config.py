@@ -166,8 +166,8 @@ def test_weight_decay_groups_follow_no_weight_decay():
 
 
 def test_preset_names_do_not_promise_hit_sizes_and_old_names_still_work():
-    for name in list_decoders():  # hit-<millions of parameters>m-f<factor>
-        size, factor = name.split("-")[1:]
+    for name in list_decoders():  # hit-<millions of parameters>m-f<factor>[-<variant>]
+        size, factor = name.split("-")[1:3]
         dec = create_decoder(name)
         assert round(sum(p.numel() for p in dec.parameters()) / 1e6) == int(size[:-1]), name
         assert int(factor[1:]) == dec.downsample_factor, name

@@ -54,3 +54,14 @@ def test_hit_m_and_its_speed_variants_are_held_to_the_f8_target():
     assert [ln.split(" vs ")[0] for ln in f8] == ["- hit-m", "- hit-m-16-16"]  # not hit-l: no target of its own
     assert f8[0].endswith("2.0× (target >= 3×; rounds 2.0× to 2.2×): NOT met")
     assert f8[1].endswith("3.1× (target >= 3×; rounds 3.0× to 3.3×): met")
+
+
+def test_hit_8m_f16_and_its_slim_preset_are_held_to_the_f16_target():
+    bench = benchmark_script("decoder")
+    cnn = _row(bench.CNN_NAME, [3.0, 3.3, 3.1])
+    hit, slim = _row("hit-8m-f16", [0.36, 0.36, 0.37]), _row("hit-8m-f16-slim", [0.29, 0.30, 0.31])
+    lines = bench.targets({"rows": [cnn, hit, slim, _row("hit-1m-f16", [0.1, 0.1, 0.1])], "bf16_units": True})
+    f16 = [ln for ln in lines if "vs taming CNN f16" in ln]
+    assert [ln.split(" vs ")[0] for ln in f16] == ["- hit-8m-f16", "- hit-8m-f16-slim"]  # not hit-1m-f16
+    assert f16[0].endswith("8.4× (target >= 10×; rounds 8.3× to 9.2×): NOT met")
+    assert f16[1].endswith("10.3× (target >= 10×; rounds 10.0× to 11.0×): met")
