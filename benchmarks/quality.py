@@ -491,7 +491,7 @@ def render_quality(d: dict) -> str:
     cnn_gflops = first["arms"]["cnn"]["gflops"]
     photos = list(first["arms"]["cnn"]["images"])
     secs = (d.get("decode") or {}).get("seconds", {})
-    base = next(a for a in arms if a != "cnn" and a not in SPEED_VARIANTS)  # the family's reference HiT arm
+    base = next((a for a in arms if a != "cnn" and a not in SPEED_VARIANTS), None)  # the family's reference HiT arm
     lines = [
         "## Reconstruction quality: taming CNN decoder vs HiT decoders, paired over seeds and photographs (issue 16)"
         if FACTOR == 8 else "## Reconstruction quality, f16 family: taming CNN decoder vs HiT decoders shaped like "
