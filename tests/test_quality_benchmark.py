@@ -88,3 +88,17 @@ def test_the_f16_family_decodes_at_16_and_scores_the_code_cell_seam(monkeypatch,
         quality.main()
     err = capsys.readouterr().err
     assert "--factor 16: the arms ['hit-m'] decode at another factor" in err and "hit-m-f16-16-16" in err
+
+
+def test_hit_8m_f16_slim_makes_the_change_its_quality_arm_judges():
+    """The preset's evidence is the f16 family's variant: both halve exactly the MLP-only stages of
+    their base and change nothing else."""
+    from hit_decoder import get_decoder_config
+
+    quality = benchmark_script("quality")
+    for base, slim in ((get_decoder_config("hit-8m-f16"), get_decoder_config("hit-8m-f16-slim")),
+                       (quality.HIT["hit-m-f16"], quality.HIT["hit-m-f16-16-16"])):
+        n = base.num_attention_stages
+        assert slim.channels[:n] == base.channels[:n] and n == len(base.channels) - 2
+        assert [2 * c for c in slim.channels[n:]] == list(base.channels[n:])
+        assert slim.replace(channels=base.channels) == base
