@@ -53,8 +53,9 @@ TAMING_F16_DDCONFIG = dict(
 CNN_NAME = "taming-cnn-f16"
 
 
-#: the speed variants of ``hit-m`` in the quality benchmark (issue 17), each with the arm it slims down;
-#: benchmarks/quality.py holds their configurations and judges their quality against that arm
+#: the speed variants in the quality benchmark (issue 17), each with the arm it slims down (``hit-m`` in the
+#: f8 family, ``hit-m-f16`` in the f16 family); benchmarks/quality.py holds their configurations and
+#: judges their quality against that arm
 SPEED_VARIANTS = {"hit-m-16": "hit-m", "hit-m-16-16": "hit-m", "hit-m-f16-16-16": "hit-m-f16"}
 #: the speed variants of the f8 family (the rest belong to the f16 family, ``quality.py --factor 16``)
 F8_VARIANTS = tuple(v for v, base in SPEED_VARIANTS.items() if base == "hit-m")

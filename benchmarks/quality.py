@@ -118,10 +118,12 @@ DEFAULT_ARMS = FAMILIES[8]["arms"]
 
 
 def use_factor(factor: int) -> None:
-    """Point this script's stage-0 constants (:data:`DDCONFIG`, :data:`FACTOR`) at the f8 family (the
-    default) or the f16 family (``--factor 16``). One family per process and output folder."""
+    """Point this script's stage-0 constants (:data:`DDCONFIG`, :data:`FACTOR`, :data:`PERIODS`) at the
+    f8 family (the default) or the f16 family (``--factor 16``). One family per process and output folder."""
     global DDCONFIG, FACTOR, PERIODS
     DDCONFIG, FACTOR, PERIODS = FAMILIES[factor]["ddconfig"], factor, tuple(seam_periods(factor))
+
+
 V1 = dict(cross_attention="cell", upsample="pixel_shuffle", mlp_conv=False, rgb_upsample="nearest", out_conv=False)
 # Cumulative, from the v1 decoder (hit-decoder 0.1) to the v2 decoder, on the hit-m architecture.
 ABLATION = [
