@@ -108,11 +108,13 @@ _HIT_M_F16 = dict(z_channels=Z_CHANNELS, channels=(256, 128, 64, 32, 32), depths
                   num_attention_stages=3, block_size=(4, 8, 8), dilation_grid=(4, 4, 4))
 HIT["hit-m-f16"] = HiTDecoderConfig(**_HIT_M_F16)
 HIT["hit-m-f16-16-16"] = HiTDecoderConfig(**dict(_HIT_M_F16, channels=(256, 128, 64, 16, 16)))
-#: per stage-0 factor: the stage 0's taming config, the default arms and the BENCHMARKS.md section
+#: per stage-0 factor: the stage 0's taming config, the default arms, the BENCHMARKS.md section and the
+#: default output folder (under runs/)
 FAMILIES = {
-    8: {"ddconfig": DDCONFIG, "arms": ("cnn", "hit-m", "hit-m-ba", *F8_VARIANTS),
-        "part": "quality"},
-    16: {"ddconfig": DDCONFIG_F16, "arms": ("cnn", "hit-m-f16", "hit-m-f16-16-16"), "part": "quality-f16"},
+    8: {"ddconfig": DDCONFIG, "arms": ("cnn", "hit-m", "hit-m-ba", *F8_VARIANTS), "part": "quality",
+        "out": "bench_quality"},
+    16: {"ddconfig": DDCONFIG_F16, "arms": ("cnn", "hit-m-f16", "hit-m-f16-16-16"), "part": "quality-f16",
+         "out": "bench_quality_f16"},
 }
 DEFAULT_ARMS = FAMILIES[8]["arms"]
 
@@ -731,7 +733,8 @@ def main() -> int:
     p.add_argument("--lpips", type=float, default=0.0, help="LPIPS weight (needs the VGG16 weights file)")
     p.add_argument("--repeats", type=int, default=7, help="interleaved 256² decodes per arm for the time column")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--out", default=None, help="default: runs/bench_quality (f8), runs/bench_quality_f16 (f16)")
+    p.add_argument("--out", default=None, help="default: the family's folder under runs/ (f8: %s; f16: %s)"
+                   % tuple(FAMILIES[f]["out"] for f in (8, 16)))
     p.add_argument("--stage0-only", action="store_true", help="only train (or reuse) the seeds' stage 0 and stop")
     p.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--render", metavar="JSON", help="only re-render BENCHMARKS.md from a saved result file")
@@ -742,8 +745,8 @@ def main() -> int:
         return _publish(args, data)
     use_factor(args.factor)
     args.arms = args.arms or list(FAMILIES[args.factor]["arms"])
-    args.out = args.out or str(ROOT / "runs" / ("bench_quality" if args.factor == 8 else f"bench_quality_f{args.factor}"))
-    wrong = [a for a in args.arms if a != "cnn" and 2 ** (len(HIT[a].channels) - 1) != args.factor]
+    args.out = args.out or str(ROOT / "runs" / FAMILIES[args.factor]["out"])
+    wrong = [a for a in args.arms if a != "cnn" and HIT[a].downsample_factor != args.factor]
     if wrong or (args.factor != 8 and (args.ablation or args.overfit or args.adversarial)):
         p.error(f"--factor {args.factor}: the arms {wrong or ['hit-m']} decode at another factor; the f{args.factor} "
                 f"family's arms are {', '.join(FAMILIES[args.factor]['arms'])} (ablation, overfit and adversarial: f8 only)")
