@@ -282,7 +282,8 @@ def originals_seams(images: dict[str, torch.Tensor]) -> dict[str, float]:
 
 @torch.no_grad()
 def decode_seconds(decoders: dict[str, torch.nn.Module], repeats: int) -> dict[str, float]:
-    """Median seconds per 256² decode (batch 1, a 32x32 latent at f8), interleaved across decoders."""
+    """Median seconds per 256² decode (batch 1, a latent of 256 / FACTOR per side: 32x32 at f8, 16x16 at
+    f16), interleaved across decoders."""
     z = torch.randn(1, Z_CHANNELS, 256 // FACTOR, 256 // FACTOR, generator=torch.Generator().manual_seed(0))
     return interleaved_seconds({k: (lambda d=d: d.eval()(z)) for k, d in decoders.items()}, repeats)
 
